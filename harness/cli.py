@@ -1,0 +1,272 @@
+"""Command line: ``run_eval.py [run] --model NAME --tasks T1,T2 ...`` and its sub-commands.
+
+Sub-commands: ``run`` (the default), ``score RUN_DIR``, ``list tasks|models``, ``check-data``.
+Bad input ends with a one-line ``error: ...`` and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from harness.arguments import parse_arg_string
+from harness.distributed import Distributed
+from harness.errors import DataError, UnknownNameError, UserError
+from harness.model import MODELS, get_model
+from harness.results import ModelInfo, Results, read_json
+from harness.runner import RunSettings, RunStopped, evaluate
+from harness.task import TASKS, TaskGroup, expand_task_names, get_task, require_data, split_task_arguments
+
+DEFAULT_DATA_ROOT = Path("data/mini")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises `UserError` instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="registered model adapter (see `list models`)")
+    parser.add_argument("--model-args", default="", help="adapter options, key=value[,key=value...]")
+    parser.add_argument("--tasks", required=True, help="comma-separated tasks or groups (see `list tasks`)")
+    parser.add_argument(
+        "--task-args",
+        default="",
+        help="task options, TASK_OR_FAMILY.option=value[,...], e.g. pope.parser=opera",
+    )
+    parser.add_argument("--data-root", type=Path, default=None, help=f"data folder (default: {DEFAULT_DATA_ROOT})")
+    parser.add_argument("--output-dir", type=Path, default=None, help="run folder (default: runs/MODEL)")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples of each task")
+    parser.add_argument("--batch-size", type=int, default=None, help="requests per adapter call")
+    parser.add_argument("--seed", type=int, default=0, help="seed for Python, NumPy, torch and the bootstrap")
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing sample")
+    parser.add_argument("--bootstrap-iters", type=int, default=1000, help="bootstrap resamples (0 disables)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = _Parser(prog="run_eval.py", description="Evaluate multimodal segmentation models.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+    _add_run_options(commands.add_parser("run", help="predict and score (the default command)"))
+    score = commands.add_parser("score", help="re-score a run folder from its cache, without the model")
+    score.add_argument("run_dir", type=Path)
+    score.add_argument("--bootstrap-iters", type=int, default=None)
+    listing = commands.add_parser("list", help="list registered tasks or models")
+    listing.add_argument("what", choices=["tasks", "models"])
+    check = commands.add_parser("check-data", help="list the data files present, missing or malformed")
+    check.add_argument("--tasks", required=True)
+    check.add_argument("--task-args", default="")
+    check.add_argument("--data-root", type=Path, default=None)
+    return parser
+
+
+def _resolve_tasks(spec: str, task_args: str) -> tuple[list, dict[str, str], dict[str, list[str]]]:
+    names = expand_task_names(spec)
+    plain = [get_task(name) for name in names]
+    routed = split_task_arguments(task_args, names, {task.name: task.family for task in plain})
+    tasks = [get_task(name, routed[name]) if routed[name] else task for name, task in zip(names, plain, strict=True)]
+    groups = {
+        name: expand_task_names(name)
+        for name in (part.strip() for part in spec.split(","))
+        if name == "all" or (name in TASKS and isinstance(TASKS.get(name), TaskGroup))
+    }
+    return tasks, routed, groups
+
+
+def _data_root(given: Path | None) -> Path:
+    if given is not None:
+        return given
+    from tasks import ensure_default_data_root
+
+    return ensure_default_data_root(DEFAULT_DATA_ROOT)
+
+
+def _format_value(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def print_results(results: Results, output_dir: Path) -> None:
+    """A plain-text table of every task's metrics (percentages) and where the outputs are."""
+    lines = [f"model: {results['model']['name']}  ({results['model']['fingerprint'][:12]})"]
+    header = f"{'task':<28} {'metric':<14} {'value':>8}  {'95% interval':<17} {'n':>6} {'failed':>6}"
+    lines += [header, "-" * len(header)]
+    for name, task in results["tasks"].items():
+        first = True
+        for metric, value in task["metrics"].items():
+            interval = task["intervals"].get(metric)
+            shown = f"[{_format_value(interval[0])}, {_format_value(interval[1])}]" if interval else ""
+            counts = f"{task['n_samples']:>6} {task['n_failed']:>6}" if first else ""
+            lines.append(f"{name if first else '':<28} {metric:<14} {_format_value(value):>8}  {shown:<17} {counts}")
+            first = False
+        if not task["metrics"]:
+            lines.append(f"{name:<28} {'(no metrics)':<14}")
+        if task["failures"]:
+            reasons = ", ".join(f"{reason}: {count}" for reason, count in task["failures"].items())
+            lines.append(f"{'':<28} failures: {reasons}")
+    for group, metrics in results["groups"].items():
+        for metric, value in metrics.items():
+            lines.append(f"{group + ' (mean)':<28} {metric:<14} {_format_value(value):>8}")
+    lines.append("values are percentages of the fractions stored in results.json")
+    lines.append(f"results: {output_dir / 'results.json'}")
+    lines.append(f"samples: {output_dir / 'samples'}")
+    print("\n".join(lines))
+
+
+def command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Predict and score."""
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be a positive number of samples")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    import models  # noqa: F401  (registers the built-in adapters)
+
+    if args.model not in MODELS:
+        raise UnknownNameError("model", args.model, MODELS.names())
+    parse_arg_string(args.model_args)
+    tasks, routed, groups = _resolve_tasks(args.tasks, args.task_args)
+    data_root = _data_root(args.data_root)
+    require_data(tasks, data_root)
+    adapter = get_model(args.model, args.model_args)
+    output_dir = args.output_dir or Path("runs") / args.model
+    settings = RunSettings(
+        data_root=data_root,
+        output_dir=output_dir,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        fail_fast=args.fail_fast,
+        bootstrap_iters=args.bootstrap_iters,
+        progress=not args.no_progress,
+        command=shlex.join(["run_eval.py", *argv]),
+        task_args=routed,
+        groups=groups,
+    )
+    model_info = ModelInfo(
+        name=args.model,
+        args=args.model_args,
+        options={key: str(value) for key, value in sorted(adapter.options.items())},
+        fingerprint=adapter.fingerprint(),
+    )
+    distributed = Distributed.from_launcher()
+    try:
+        results = evaluate(adapter, tasks, settings, model_info=model_info, distributed=distributed)
+    finally:
+        distributed.close()
+    if results is not None:
+        print_results(results, output_dir)
+    return 0
+
+
+def command_score(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Re-score a run folder from its cache."""
+    record = read_json(args.run_dir / "run.json", "run record")
+    try:
+        tasks = [
+            get_task(name, record["task_args"].get(name, "")).with_prompt(record["prompt_templates"][name])
+            for name in record["tasks"]
+        ]
+        settings = RunSettings(
+            data_root=Path(record["data_root"]),
+            output_dir=args.run_dir,
+            limit=record["limit"],
+            seed=record["seed"],
+            bootstrap_iters=record["bootstrap_iters"] if args.bootstrap_iters is None else args.bootstrap_iters,
+            progress=False,
+            command=shlex.join(["run_eval.py", *argv]),
+            task_args=record["task_args"],
+            groups=record["groups"],
+        )
+        model_info = ModelInfo(**record["model"])
+    except (KeyError, TypeError) as error:
+        raise DataError(f"{args.run_dir / 'run.json'} lacks field {error}; was it written by run_eval.py?") from None
+    results = evaluate(None, tasks, settings, model_info=model_info)
+    assert results is not None
+    print_results(results, args.run_dir)
+    return 0
+
+
+def command_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Print registered tasks (with their family and kind) or models."""
+    if args.what == "models":
+        import models  # noqa: F401
+
+        for name in MODELS.names():
+            print(name)
+        return 0
+    expand_task_names("all")  # loads the manifest
+    for name in TASKS.names():
+        entry = TASKS.get(name)
+        if isinstance(entry, TaskGroup):
+            print(f"{name:<28} group: {', '.join(entry.members)}")
+        else:
+            print(f"{name:<28} {entry.family:<12} {entry.kind}")
+    return 0
+
+
+def command_check_data(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Report, per task, which annotation files are present, missing or malformed; exit 1 if any is not OK."""
+    tasks, _, _ = _resolve_tasks(args.tasks, args.task_args)
+    data_root = _data_root(args.data_root)
+    bad = 0
+    for task in tasks:
+        for role, path in task.data_files(data_root).items():
+            print(f"{task.name:<24} {role:<16} {'present' if path.exists() else 'MISSING':<8} {path}")
+        if task.missing_files(data_root):
+            bad += 1
+            continue
+        try:
+            count = len(task.samples(data_root))
+        except UserError as error:
+            bad += 1
+            print(f"{task.name:<24} MALFORMED: {error}")
+        else:
+            print(f"{task.name:<24} ok: {count} samples")
+    return 1 if bad else 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Sequence[str]], int]] = {
+    "run": command_run,
+    "score": command_score,
+    "list": command_list,
+    "check-data": command_check_data,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``run_eval.py`` and the ``attreval`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
+    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
+        argv = ["run", *argv]
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args, argv)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except RunStopped as error:
+        print(f"stopped (--fail-fast): {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: finished samples are cached; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if debug:
+            raise
+        print(
+            f"internal error: {type(error).__name__}: {error} (rerun with --debug for a traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+__all__ = ["COMMANDS", "build_parser", "main", "print_results"]

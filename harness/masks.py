@@ -1,0 +1,124 @@
+"""Binary masks as COCO RLE: a small typed layer over pycocotools.
+
+Masks stay run-length encoded end to end; areas and overlaps are computed on the RLE. Decode only to
+draw or when a protocol needs pixel values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as coco_mask
+
+from harness.errors import SampleError
+from harness.types import RLE
+
+
+def encode(mask: np.ndarray) -> RLE:
+    """Encode a 2-D mask (any dtype; non-zero = foreground) as RLE with string counts."""
+    if mask.ndim != 2:
+        raise ValueError(f"expected a 2-D mask, got shape {mask.shape}")
+    encoded = coco_mask.encode(np.asfortranarray(mask != 0, dtype=np.uint8))
+    return RLE(size=[int(encoded["size"][0]), int(encoded["size"][1])], counts=encoded["counts"].decode("ascii"))
+
+
+def _native(rle: RLE) -> dict[str, Any]:
+    return {"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}
+
+
+def decode(rle: RLE) -> np.ndarray:
+    """Decode to a ``(height, width)`` uint8 array of 0 and 1."""
+    return coco_mask.decode(_native(rle))
+
+
+def area(rle: RLE) -> int:
+    """Number of foreground pixels."""
+    return int(coco_mask.area(_native(rle)))
+
+
+def intersection_area(first: RLE, second: RLE) -> int:
+    """Pixels in both masks (sizes must agree)."""
+    merged = coco_mask.merge([_native(first), _native(second)], intersect=True)
+    return int(coco_mask.area(merged))
+
+
+def iou_matrix(predicted: Sequence[RLE], truth: Sequence[RLE]) -> np.ndarray:
+    """IoU of every (predicted, truth) pair, shape ``(len(predicted), len(truth))``; 0 where both are empty."""
+    if not predicted or not truth:
+        return np.zeros((len(predicted), len(truth)))
+    return np.asarray(
+        coco_mask.iou([_native(r) for r in predicted], [_native(r) for r in truth], [0] * len(truth)),
+        dtype=float,
+    )
+
+
+def empty(height: int, width: int) -> RLE:
+    """An all-background mask."""
+    return encode(np.zeros((height, width), dtype=np.uint8))
+
+
+def from_polygons(polygons: Sequence[Sequence[float]], height: int, width: int) -> list[RLE]:
+    """One RLE per polygon (flat ``[x1, y1, x2, y2, ...]`` lists), as COCO rasterises them."""
+    if not polygons:
+        return []
+    encoded = coco_mask.frPyObjects([list(map(float, p)) for p in polygons], height, width)
+    return [RLE(size=[int(e["size"][0]), int(e["size"][1])], counts=e["counts"].decode("ascii")) for e in encoded]
+
+
+def validate(value: Any, expected_size: tuple[int, int] | None = None, *, what: str = "mask") -> RLE:
+    """Check that ``value`` is a decodable RLE (of ``expected_size`` = (h, w) when given).
+
+    Raises:
+        SampleError: naming what is wrong, so the sample is recorded as failed instead of scored 0.
+    """
+    if not isinstance(value, dict) or "size" not in value or "counts" not in value:
+        raise SampleError(f"{what} is not an RLE dict with 'size' and 'counts': {str(value)[:80]}")
+    size, counts = value["size"], value["counts"]
+    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(s, int) and s >= 0 for s in size)):
+        raise SampleError(f"{what} has size {size!r}; expected [height, width] as two non-negative integers")
+    if not isinstance(counts, str):
+        raise SampleError(f"{what} counts must be a compressed RLE string, got {type(counts).__name__}")
+    try:
+        runs = _counts(counts)
+    except (UnicodeEncodeError, IndexError):
+        raise SampleError(f"{what} counts are not a COCO compressed RLE string") from None
+    if any(run < 0 for run in runs) or sum(runs) != size[0] * size[1]:
+        raise SampleError(f"{what} RLE counts cover {sum(runs)} pixels, not the {size[0] * size[1]} of size {size}")
+    if expected_size is not None and tuple(size) != tuple(expected_size):
+        raise SampleError(f"{what} has size {list(size)} but the image is {list(expected_size)} (height, width)")
+    return RLE(size=[size[0], size[1]], counts=counts)
+
+
+def _counts(compressed: str) -> list[int]:
+    """Decode COCO's LEB128-like compressed counts string (the inverse of ``rleToString``)."""
+    counts: list[int] = []
+    position = 0
+    data = compressed.encode("ascii")
+    while position < len(data):
+        value, shift, more = 0, 0, True
+        while more:
+            char = data[position] - 48
+            value |= (char & 0x1F) << (5 * shift)
+            more = bool(char & 0x20)
+            position += 1
+            shift += 1
+            if not more and (char & 0x10):
+                value |= -1 << (5 * shift)
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    return counts
+
+
+__all__ = [
+    "area",
+    "decode",
+    "empty",
+    "encode",
+    "from_polygons",
+    "intersection_area",
+    "iou_matrix",
+    "validate",
+]
