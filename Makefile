@@ -1,0 +1,32 @@
+# Two entry points: `make demo` (evaluate on the bundled mini benchmark) and `make test`.
+# Both create .venv when missing and install torch first (override TORCH_SPEC for a GPU build).
+
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+NLTK_DATA ?= $(if $(wildcard ../shared/nltk_data),$(abspath ../shared/nltk_data),$(HOME)/nltk_data)
+export NLTK_DATA
+
+.PHONY: demo test install lint golden
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PYTHON) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(PYTHON) run_eval.py --model oracle --tasks all --output-dir runs/demo/oracle --no-progress
+	$(PYTHON) run_eval.py --model constant --model-args answer=yes,mask=center --tasks all \
+		--output-dir runs/demo/constant --no-progress
+	@echo "demo results: runs/demo/*/results.json"
+
+test: $(VENV)/.installed
+	$(PYTHON) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
