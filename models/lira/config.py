@@ -225,8 +225,9 @@ class LiraTextConfig:
 class LiraChatTokenIds:
     """Ids of the InternVL2 chat tokens. They come from the tokenizer, not from `config.json`.
 
-    Defaults are InternVL2-2B's (InternLM2 base vocabulary of 92544 tokens, `<|im_end|>` 92542, then
-    InternVL's added tokens from 92544; fixtures/internvl2_tiny/README.md, lira-model.md §5).
+    Defaults are InternVL2-2B's, as listed in fixtures/internvl2_tiny/README.md. Only `<|im_end|>` 92542 is
+    read from LIRA's code; lira-model.md §5 marks the others as inferred from the InternLM2 vocabulary
+    (92544 base tokens, then InternVL's nine added tokens from `<img>` 92544).
     """
 
     im_end: int = 92542

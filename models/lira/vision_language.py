@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from transformers import LlamaForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.utils import ModelOutput
 
 from models.lira.config import LiraVisionLanguageConfig
 from models.lira.vision import build_mlp1, build_vision_model, extract_internvl_features
@@ -125,7 +126,7 @@ class LiraVisionLanguageModel(nn.Module):
         pixel_values: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         **generate_kwargs: object,
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | ModelOutput:
         """transformers `generate` on the merged embeddings; returns only the new tokens (or the
         `generate` output object when `return_dict_in_generate=True`)."""
         return self.language_model.generate(

@@ -104,6 +104,11 @@ def load_tensor_file(path: str | Path) -> StateDict:
         CheckpointError: unknown suffix, unreadable file, or contents that are not a flat dict of tensors.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path}: is a directory; DeepSpeed checkpoint folders must first be converted to one .pth "
+            "(echo840/LIRA omg_llava/tools/convert_deepspeed2pth.py)"
+        )
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     if path.suffix == ".safetensors":

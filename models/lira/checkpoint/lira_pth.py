@@ -205,6 +205,8 @@ def apply_lira_delta(
     report = ConversionReport()
     vocab_size = config.text.vocab_size
     for key in (EMBEDDINGS_KEY, HEAD_KEY):
+        if key not in state_dict:
+            continue  # reported as missing by the conversion that follows, unless the delta supplies it
         rows = state_dict[key].shape[0]
         if rows > vocab_size:
             raise CheckpointError(f"{key} has {rows} rows, more than the model vocabulary {vocab_size}")
@@ -225,10 +227,9 @@ def apply_lira_delta(
             raise CheckpointError(
                 f"{source}: {key} has {rows} rows, more than the model vocabulary {vocab_size}"
             )
-        if tensor.shape[1:] != state_dict[key].shape[1:]:
-            mismatched.append(
-                f"{key}: checkpoint {tuple(tensor.shape)}, model {tuple(state_dict[key].shape)}"
-            )
+        width = config.text.hidden_size
+        if tensor.dim() != 2 or tensor.shape[1] != width:
+            mismatched.append(f"{key}: checkpoint {tuple(tensor.shape)}, expected (rows, {width})")
             continue
         if rows < vocab_size:
             tensor = pad_vocabulary_rows(tensor, vocab_size, fill="mean")
@@ -251,6 +252,8 @@ def apply_lira_delta(
         if missing or unexpected:
             raise CheckpointKeyError(source, missing=missing, unexpected=unexpected)
         for key, (lora_a, lora_b) in lora_pairs.items():
+            if key not in state_dict:
+                continue  # the base weight is missing: the conversion reports it by name
             weight = state_dict[key]
             if lora_a.shape != (lora.rank, weight.shape[1]) or lora_b.shape != (weight.shape[0], lora.rank):
                 mismatched.append(

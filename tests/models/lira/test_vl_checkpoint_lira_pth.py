@@ -313,3 +313,17 @@ def test_pad_vocabulary_rows() -> None:
     assert pad_vocabulary_rows(matrix, 3, fill="zeros").tolist() == [[1, 2], [3, 6], [0, 0]]
     with pytest.raises(ValueError, match="more than the model's 1"):
         pad_vocabulary_rows(matrix, 1, fill="mean")
+
+
+def test_full_tensor_of_wrong_width_is_named(
+    tmp_path: Path, internvl_folder: tuple[Path, dict[str, torch.Tensor]]
+) -> None:
+    folder, _ = internvl_folder
+    tensors = syn.lira_pth_tensors(rank=RANK, vocab_rows=syn.LIRA_VOCAB)
+    tensors["llm.base_model.model.model.tok_embeddings.weight"] = torch.zeros(46, 40)
+    torch.save(tensors, tmp_path / "width.pth")
+    with pytest.raises(CheckpointKeyError) as caught:
+        load_lira_vision_language(folder, tmp_path / "width.pth", lira_config())
+    assert caught.value.mismatched == [
+        "language_model.model.tok_embeddings.weight: checkpoint (46, 40), expected (rows, 48)"
+    ]
