@@ -216,6 +216,8 @@ def multi_scale_deformable_attention(
     for level, (h, w) in enumerate(spatial_shapes):
         value_l = value_list[level].flatten(2).transpose(1, 2).reshape(bs * num_heads, head_dim, h, w)
         grid_l = sampling_grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
+        # Contiguous operands: torch's CPU grid_sample intermittently returns NaN for strided bf16 input.
+        value_l, grid_l = value_l.contiguous(), grid_l.contiguous()
         sampled.append(
             F.grid_sample(value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False)
         )
