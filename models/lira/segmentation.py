@@ -769,9 +769,11 @@ class OmgSegHead(nn.Module):
             pooled = self.mask_pooling_proj(mask_pool(mask_features, mask_logits.detach()))
             class_logits = self.class_logits(self.cls_proj(pooled + normed))
             iou_logits = self.iou_embed(normed)
-        attn = F.interpolate(mask_logits, target_size, mode="bilinear", align_corners=False)
-        attn = attn.flatten(2).unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1)
-        attn_mask = (attn.sigmoid() < 0.5).detach()
+        attn = F.interpolate(mask_logits.detach(), target_size, mode="bilinear", align_corners=False)
+        # Thresholded before the per-head repeat (the original repeats first; same values).
+        attn_mask = (
+            (attn.sigmoid() < 0.5).flatten(2).unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1)
+        )
         return DecoderPrediction(mask_logits, attn_mask, class_logits, iou_logits)
 
     def decode(
@@ -845,6 +847,10 @@ class OmgSegEncoder(nn.Module):
     Attributes `backbone` and `panoptic_head` are the key prefixes of `omg_seg_convl.pth` (inside
     LIRA they sit under `visual_encoder.`). All parameters are created with `requires_grad=False`;
     gradients still flow through `decode_seg_queries` to its input queries.
+
+    Precision: the original re-casts this encoder to its `dtype` argument (fp32 by default, and in
+    every LIRA config) on its first forward, even after LIRA is cast to bf16 for evaluation, and
+    casts the encoder outputs back to the earlier parameter dtype. Keep it in fp32 for parity.
     """
 
     def __init__(self, config: OmgSegConfig) -> None:
