@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from models.lira.checkpoint.omg_seg import load_omg_seg
-from models.lira.config import OMG_SEG_TINY
+from models.lira.config import OMG_SEG_TINY, TEXT_TO_VISION_TINY, MaskLossConfig
+from models.lira.losses import seg_mask_losses
+from models.lira.projector import TextToVisionProjector
 from models.lira.segmentation import (
     OmgSegEncoder,
     OmgSegMemory,
@@ -269,3 +271,34 @@ def test_bad_inputs_are_named(encoder: OmgSegEncoder) -> None:
         encoder.decode_seg_queries(torch.zeros(2, 64), memory, torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match=r"batch_idxs must lie in \[0, 1\)"):
         encoder.decode_seg_queries(torch.zeros(2, 128), memory, torch.tensor([0, 1]))
+
+
+def test_one_step_through_the_frozen_decoder_lowers_the_mask_losses(encoder: OmgSegEncoder) -> None:
+    """Training path of §6/§8: gradients reach `projector_text2vision` through the frozen decoder."""
+    torch.manual_seed(0)
+    text_to_vision = TextToVisionProjector(TEXT_TO_VISION_TINY)
+    memory = encoder.encode(torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(4))).memory
+    hidden = torch.randn(2, 64, generator=torch.Generator().manual_seed(5))
+    gt = torch.zeros(2, 128, 128)
+    gt[0, 20:90, 10:70] = 1
+    gt[1, 60:120, 40:128] = 1
+    optimizer = torch.optim.SGD(text_to_vision.parameters(), lr=0.003)
+
+    def total() -> torch.Tensor:
+        queries = text_to_vision(hidden)
+        predictions = encoder.decode_seg_queries(
+            queries, memory, torch.zeros(2, dtype=torch.long)
+        ).predictions
+        # Uniform points only, same seed: both evaluations read the same points.
+        config = MaskLossConfig(num_points=2000, importance_sample_ratio=0.0)
+        generator = torch.Generator().manual_seed(6)
+        losses = seg_mask_losses([p.mask_logits for p in predictions], gt, config, generator=generator)
+        return losses.dice + losses.mask
+
+    before = total()
+    assert torch.isfinite(before)
+    before.backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = total()
+    assert float(after) < float(before.detach())
