@@ -228,7 +228,7 @@
         this.state.descending = key.startsWith("value:") ? this.index.directions[key.slice(6)] === false : false;
       }
       this.state.page = 0;
-      this.render();
+      return this.render();
     }
 
     cell(position, key) {
