@@ -119,7 +119,7 @@ def folder_size(path: Path) -> int:
     return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
 
 
-def browse(run: Path) -> dict[str, float]:
+def browse(run: Path, samples: int) -> dict[str, float]:
     """Drill-down timings in headless Chromium (milliseconds)."""
     from chromium import Chromium
 
@@ -138,9 +138,9 @@ def browse(run: Path) -> dict[str, float]:
         timings["next page (50 rows, new detail chunk, overlays)"] = measure(
             f"{drill}.state.page = 37; await {drill}.render()"
         )
-        timings["sort 10,000 rows by IoU + render page 1"] = measure(f"await {drill}.sortBy('value:iou')")
-        timings["sort 10,000 rows by prompt text + render"] = measure(f"await {drill}.sortBy('prompt')")
-        timings["filter 10,000 rows by text + render"] = measure(
+        timings[f"sort {samples:,} rows by IoU + render page 1"] = measure(f"await {drill}.sortBy('value:iou')")
+        timings[f"sort {samples:,} rows by prompt text + render"] = measure(f"await {drill}.sortBy('prompt')")
+        timings[f"filter {samples:,} rows by text + render"] = measure(
             f"{drill}.state.filter = 'number 99'; {drill}.state.page = 0; await {drill}.render()"
         )
         timings["open a sample's details (full-resolution overlay)"] = measure(
@@ -177,7 +177,7 @@ def main() -> None:
               f"{folder_size(run / 'report_files' / 'images') / 1e6:.1f} MB; report_files "
               f"{folder_size(run / 'report_files') / 1e6:.1f} MB")  # fmt: skip
         if Path("/usr/bin/chromium").exists():
-            for label, milliseconds in browse(run).items():
+            for label, milliseconds in browse(run, args.samples).items():
                 print(f"chromium: {label}: {milliseconds:.0f} ms")
         else:
             print("chromium: /usr/bin/chromium absent, drill-down timings skipped")
