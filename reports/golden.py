@@ -102,12 +102,14 @@ def differences(expected: Any, actual: Any, path: str = "") -> list[str]:
                 found.append(f"{inner}: missing (expected {_short(expected[key])})")
             else:
                 found += differences(expected[key], actual[key], inner)
-        found += [f"{path}.{key}: unexpected" if path else f"{key}: unexpected" for key in actual if key not in expected]
+        extra = [key for key in actual if key not in expected]
+        found += [f"{path}.{key}: unexpected" if path else f"{key}: unexpected" for key in extra]
         return found
     if isinstance(expected, list) and isinstance(actual, list):
         if len(expected) != len(actual):
             return [f"{where}: {len(actual)} items, expected {len(expected)}"]
-        return [item for n, (a, b) in enumerate(zip(expected, actual, strict=True)) for item in differences(a, b, f"{path}[{n}]")]
+        pairs = enumerate(zip(expected, actual, strict=True))
+        return [item for n, (a, b) in pairs for item in differences(a, b, f"{path}[{n}]")]
     if type(expected) is not type(actual) or expected != actual:
         return [f"{where}: {_short(actual)}, expected {_short(expected)}"]
     return []

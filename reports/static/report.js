@@ -80,6 +80,8 @@
     if (!masks.length) { canvas.width = 1; canvas.height = 1; context.clearRect(0, 0, 1, 1); return; }
     const height = masks[0].size[0], width = masks[0].size[1];
     if (!height || !width) { return; }
+    const box = canvas.parentElement;
+    if (box && box.classList.contains("blank")) { box.style.aspectRatio = width + " / " + height; }
     const scale = Math.min(1, side / Math.max(height, width));
     const outHeight = Math.max(1, Math.round(height * scale)), outWidth = Math.max(1, Math.round(width * scale));
     canvas.width = outWidth;
@@ -134,6 +136,7 @@
       image.src = index.image_prefix + thumb;
       box.appendChild(image);
     } else {
+      box.classList.add("blank");
       box.appendChild(element("span", "muted", "no image"));
     }
     const truth = element("canvas", "gt");
@@ -151,7 +154,7 @@
       this.state = { key: "worst", descending: false, page: 0, pageSize: 50, filter: "", failedOnly: false };
       this.open = new Set();
       this.columns = [["index", "#", "num"], ["id", "sample", ""]];
-      if (index.has_images) { this.columns.push(["image", "image", ""]); }
+      if (index.has_images || index.has_masks) { this.columns.push(["image", "image", ""]); }
       this.columns.push(["prompt", "prompt", "text"], ["text", "model text", "text"], ["target", "target", "text"]);
       index.columns.forEach(function (name) { this.columns.push(["value:" + name, name, "num"]); }, this);
       this.columns.push(["error", "error", "err"]);

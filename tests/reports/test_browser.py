@@ -140,3 +140,19 @@ def test_leaderboard_in_chromium(browser: Chromium, tmp_path: Path) -> None:
     assert models() == ["alpha", "beta", "gamma"]
     browser.screenshot(ARTIFACTS / "leaderboard.png")
     assert browser.problems == []
+
+
+def test_masks_without_images_are_still_drawn(browser: Chromium, tmp_path: Path) -> None:
+    from conftest import box_rle
+
+    rows = [
+        sample_row(i, scores={"s": {"iou": 0.5}}, target={"mask": box_rle(toy_box(i))}, masks=[box_rle(toy_box(i + 1))])
+        for i in range(3)
+    ]
+    run = write_run(tmp_path / "run", {"seg": task_result({"gIoU": 0.5}, n_samples=3)}, samples={"seg": rows})
+    write_run_report(run)
+    _open(browser, run / "report.html")
+    canvases = "document.querySelectorAll('#drill-seg canvas.gt')"
+    sizes = browser.evaluate(f"Array.from({canvases}, c => [c.width, c.height, c.parentElement.style.aspectRatio])")
+    assert sizes == [[WIDTH, HEIGHT, f"{WIDTH} / {HEIGHT}"]] * 3
+    assert browser.problems == []

@@ -102,8 +102,8 @@ def test_make_replay_degrades_predictions_deterministically(toy_cases: list[Gold
     assert first.read_bytes() == second.read_bytes()
     common = [arg for arg in toy_cases[0].args if arg not in ("--model", "oracle")]
     run = tmp_path / "replay"
-    assert run_cli("run", "--model", "replay", "--model-args", f"predictions={first}", *common, "--output-dir", str(run),
-                   "--no-progress") == 0  # fmt: skip
+    replay = ["--model", "replay", "--model-args", f"predictions={first}"]
+    assert run_cli("run", *replay, *common, "--output-dir", str(run), "--no-progress") == 0
     metrics = {task: result["metrics"] for task, result in load_results(run)["tasks"].items()}
     # answers flipped at positions 1, 4, 7, 10 -> 8 of 12 right
     assert metrics["toy_questions"]["accuracy"] == pytest.approx(8 / 12)
@@ -136,7 +136,9 @@ def test_committed_golden_results(case: GoldenCase, tmp_path: Path, monkeypatch:
     """Rerun each committed golden case on the mini benchmark; any difference fails (`make golden` rewrites)."""
     if not golden_path(case, COMMITTED).exists():
         if not _mini_benchmark_available():
-            pytest.skip("the mini benchmark (dataset_builders.mini) is not on this branch yet: golden files to generate")
+            pytest.skip(
+                "the mini benchmark (dataset_builders.mini) is not on this branch yet: golden files to generate"
+            )
         pytest.fail(f"{golden_path(case, COMMITTED)} is missing: run `make golden` and commit the files")
     monkeypatch.chdir(REPO)
     assert check(case, COMMITTED, tmp_path) == []
