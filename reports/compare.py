@@ -155,7 +155,7 @@ def _paired(
             continue
         try:
             metric = build_metric(config)
-        except (UserError, TypeError, ValueError) as error:
+        except (UserError, ImportError, TypeError, ValueError) as error:
             notes.append(f"{task}: no paired interval for metric {name!r} ({error})")
             continue
         pairs = [

@@ -29,7 +29,7 @@ def rebuild_metrics(task: TaskResult) -> dict[str, Metric | None]:
             continue
         try:
             metrics[config["name"]] = build_metric(config)
-        except (UserError, TypeError, ValueError):
+        except (UserError, ImportError, TypeError, ValueError):
             metrics[config["name"]] = None
     return metrics
 

@@ -165,3 +165,20 @@ def test_bad_samples_log_is_named(toy_runs: dict[str, Path], tmp_path: Path) -> 
     log.write_text(log.read_text().replace("\n", "\n{broken\n", 1))
     with pytest.raises(DataError, match=r"toy_questions.jsonl line 2"):
         write_run_report(run)
+
+
+def test_metrics_that_cannot_be_rebuilt_fall_back_to_record_numbers(tmp_path: Path) -> None:
+    from synthetic import sample_row, task_result, write_run
+
+    from harness.metrics import METRICS
+    from reports.compare import compare_runs
+
+    if "unloadable_metric" not in METRICS:
+        METRICS.register_lazy("unloadable_metric", "no_such_module_for_attreval_tests:Metric")
+    rows = [sample_row(i, scores={"unloadable_metric": {"score": i / 4, "label": "x"}}) for i in range(4)]
+    task = task_result({"score": 0.375}, n_samples=4, metric_configs=[{"name": "unloadable_metric"}])
+    run = write_run(tmp_path / "run", {"t": task}, samples={"t": rows})
+    write_run_report(run)
+    assert _index(run, "t")["values"] == {"score": [0.0, 0.25, 0.5, 0.75]}
+    comparison = compare_runs(run, run)
+    assert comparison.identical and any("unloadable_metric" in note for note in comparison.notes)
