@@ -121,7 +121,7 @@ def folder_size(path: Path) -> int:
 
 def browse(run: Path, samples: int) -> dict[str, float]:
     """Drill-down timings in headless Chromium (milliseconds)."""
-    from chromium import Chromium
+    from chromium_driver import Chromium
 
     drill = "document.querySelector('div.drill').drill"
     timings = {}

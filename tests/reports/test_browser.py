@@ -13,10 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import toy_plugin
-from chromium import CHROMIUM, Chromium
-from conftest import COUNT, HEIGHT, REPO, WIDTH, XSS, toy_box
-from synthetic import sample_row, task_result, write_run
+from chromium_driver import CHROMIUM, Chromium
+from report_synthetic import sample_row, task_result, write_run
+from report_toy import (
+    COUNT,
+    HEIGHT,
+    REPO,
+    WIDTH,
+    XSS,
+    toy_box,
+    toy_plugin,
+    toy_runs_fixture,  # noqa: F401  (the toy_runs fixture)
+)
 
 from reports import write_leaderboard, write_run_report
 
@@ -143,7 +151,7 @@ def test_leaderboard_in_chromium(browser: Chromium, tmp_path: Path) -> None:
 
 
 def test_masks_without_images_are_still_drawn(browser: Chromium, tmp_path: Path) -> None:
-    from conftest import box_rle
+    from report_toy import box_rle
 
     rows = [
         sample_row(i, scores={"s": {"iou": 0.5}}, target={"mask": box_rle(toy_box(i))}, masks=[box_rle(toy_box(i + 1))])

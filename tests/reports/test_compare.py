@@ -7,8 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from synthetic import task_result, write_run
+from report_synthetic import task_result, write_run
+from report_toy import (
+    run_cli,
+    toy_runs_fixture,  # noqa: F401  (the toy_runs fixture)
+)
 
 from reports.compare import classify, compare_runs, parse_tolerances
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, write_toy_data
+from report_toy import REPO, write_toy_data
 
 from reports.golden import (
     GOLDEN_DIR,
@@ -90,7 +90,7 @@ def test_differences() -> None:
 
 
 def test_make_replay_degrades_predictions_deterministically(toy_cases: list[GoldenCase], tmp_path: Path) -> None:
-    from conftest import run_cli
+    from report_toy import run_cli
 
     from harness.results import load_results
 

@@ -8,9 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from html_tree import parse
-from synthetic import task_result, write_run
+from report_html import parse
+from report_synthetic import task_result, write_run
+from report_toy import (
+    run_cli,
+    toy_runs_fixture,  # noqa: F401  (the toy_runs fixture)
+)
 
 from reports import write_leaderboard
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from html_tree import parse
-from synthetic import sample_row, task_result, write_run
+from report_html import parse
+from report_synthetic import sample_row, task_result, write_run
 
 from reports import write_run_report
 from reports.plots import sample_ious, threshold_precision, yes_no_confusion

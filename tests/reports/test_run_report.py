@@ -8,8 +8,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import COUNT, XSS, box_rle, run_cli, toy_box
-from html_tree import parse, read_script_call
+from report_html import parse, read_script_call
+from report_toy import (
+    COUNT,
+    XSS,
+    box_rle,
+    run_cli,
+    toy_box,
+    toy_runs_fixture,  # noqa: F401  (the toy_runs fixture)
+)
 
 from harness.results import load_results
 from reports import write_run_report
@@ -31,7 +38,7 @@ def _details(run: Path, slug: str) -> list[dict]:
 
 
 def test_the_report_parses_and_holds_every_task_and_metric(toy_runs: dict[str, Path]) -> None:
-    # accuracy 9/11 = 81.82 %, mIoU 92/121 = 76.03 % (see conftest); the oracle scores 100 on both
+    # accuracy 9/11 = 81.82 %, mIoU 92/121 = 76.03 % (see report_toy.py); the oracle scores 100 on both
     expected = {
         "oracle": {"toy_questions": {"accuracy": "100.00"}, "toy_segmentation": {"mIoU": "100.00"}},
         "replay": {"toy_questions": {"accuracy": "81.82"}, "toy_segmentation": {"mIoU": "76.03"}},
@@ -168,7 +175,7 @@ def test_bad_samples_log_is_named(toy_runs: dict[str, Path], tmp_path: Path) -> 
 
 
 def test_metrics_that_cannot_be_rebuilt_fall_back_to_record_numbers(tmp_path: Path) -> None:
-    from synthetic import sample_row, task_result, write_run
+    from report_synthetic import sample_row, task_result, write_run
 
     from harness.metrics import METRICS
     from reports.compare import compare_runs

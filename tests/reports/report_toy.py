@@ -1,4 +1,7 @@
-"""Runs for the report tests: the toy tasks (tests/harness/toy_plugin.py) with hand-designed predictions.
+"""Toy data, registrations and the ``toy_runs`` fixture of the report tests (no conftest.py here:
+tests/harness imports its helpers from ``conftest``, which a second conftest module would shadow).
+
+The toy tasks are those of tests/harness/toy_plugin.py.
 
 Toy data: 12 samples ``s000``..``s011`` on 48x64 images; the truth answer is "yes" for even samples
 and "no" for odd ones; the box of sample i is x in [4 + i, 14 + i), y in [3, 11) (10 x 8 pixels).
@@ -96,8 +99,7 @@ def run_cli(*arguments: str) -> int:
     return main(list(arguments))
 
 
-@pytest.fixture(scope="session", autouse=True)
-def toy_registered() -> None:
+def register_toys() -> None:
     """Register the toy tasks, adapter and metrics in this process's registries (once)."""
     from harness.metrics import METRICS
     from harness.model import MODELS
@@ -114,9 +116,21 @@ def toy_registered() -> None:
             METRICS.register(metric.name, metric)
 
 
-@pytest.fixture(scope="session")
-def toy_runs(tmp_path_factory: pytest.TempPathFactory, toy_registered: None) -> dict[str, Path]:
-    """Run folders ``oracle`` and ``replay`` (with their reports) on the toy data."""
+register_toys()
+
+
+_RUNS: dict[str, Path] = {}
+
+
+@pytest.fixture(scope="session", name="toy_runs")
+def toy_runs_fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Run folders ``oracle`` and ``replay`` (with their reports) on the toy data, made once per session.
+
+    Test modules import this fixture (``from report_toy import toy_runs_fixture``); each import is a
+    separate pytest fixture definition, so the runs are cached here.
+    """
+    if _RUNS:
+        return _RUNS
     base = tmp_path_factory.mktemp("toy_runs")
     root = write_toy_data(base / "data")
     predictions = base / "replay.jsonl"
@@ -131,4 +145,5 @@ def toy_runs(tmp_path_factory: pytest.TempPathFactory, toy_registered: None) -> 
         )
         == 0
     )  # fmt: skip
-    return runs
+    _RUNS.update(runs)
+    return _RUNS
