@@ -73,11 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--task-args", default="")
     check.add_argument("--data-root", type=Path, default=None)
     report = commands.add_parser("report", help="write leaderboard.{html,csv,md,tex} over run folders")
-    report.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    report.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders (one row each)")
     report.add_argument("--out", type=Path, required=True, help="folder for the leaderboard files")
-    compare = commands.add_parser("compare", help="compare two runs; exit 1 when a metric got worse")
-    compare.add_argument("baseline", type=Path, metavar="BASELINE")
-    compare.add_argument("current", type=Path, metavar="CURRENT")
+    compare = commands.add_parser(
+        "compare",
+        help="compare two runs; exit 1 when a metric got worse",
+        description="Print the metric differences of two runs. Exit status: 0 when no metric is worse than its "
+        "tolerance, 1 when one is (or disappeared), 2 when a run cannot be read.",
+    )
+    compare.add_argument("baseline", type=Path, metavar="BASELINE", help="the reference run folder")
+    compare.add_argument("current", type=Path, metavar="CURRENT", help="the run folder to check")
     compare.add_argument(
         "--tolerance",
         action="extend",
