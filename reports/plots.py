@@ -81,12 +81,24 @@ def _save(figure: Any, path: Path) -> None:
 # ---------------------------------------------------------------------------
 
 
-def sample_ious(rows: Sequence[Mapping[str, Any]], table: SampleTable) -> list[float]:
-    """IoU of every scored sample: its ``iou`` value, else ``intersection / union`` of its record.
+def _column(table: SampleTable, *names: str) -> str | None:
+    """The first column whose (unqualified) normalised name is one of ``names``, in that preference."""
+    for name in names:
+        found = next((c for c in table.columns if normalised_name(c.rsplit(".", 1)[-1]) == name), None)
+        if found is not None:
+            return found
+    return None
 
-    A sample whose intersection and union are both 0 (empty prediction, empty target) has IoU 1.
+
+def sample_ious(rows: Sequence[Mapping[str, Any]], table: SampleTable) -> tuple[list[float], str]:
+    """IoU of every scored sample, and what it is (``"IoU"`` or ``"mIoU"``).
+
+    Taken from the sample's ``iou`` value, else its ``miou`` value (the mean over the sample's masks,
+    as in GCG), else ``intersection / union`` of its record; a sample whose intersection and union
+    are both 0 (empty prediction, empty target) has IoU 1.
     """
-    column = next((c for c in table.columns if normalised_name(c.rsplit(".", 1)[-1]) == "iou"), None)
+    column = _column(table, "iou", "miou")
+    what = "mIoU" if column is not None and normalised_name(column.rsplit(".", 1)[-1]) == "miou" else "IoU"
     ious = []
     for row, values in zip(rows, table.values, strict=True):
         if row.get("error") is not None:
@@ -99,7 +111,7 @@ def sample_ious(rows: Sequence[Mapping[str, Any]], table: SampleTable) -> list[f
                 intersection, union = float(record["intersection"]), float(record["union"])
                 ious.append(intersection / union if union > 0 else 1.0)
                 break
-    return ious
+    return ious, what
 
 
 def threshold_precision(ious: Sequence[float], thresholds: np.ndarray) -> np.ndarray:
@@ -108,7 +120,8 @@ def threshold_precision(ious: Sequence[float], thresholds: np.ndarray) -> np.nda
     return (values[None, :] >= thresholds[:, None]).mean(axis=1)
 
 
-def segmentation_plots(task: TaskResult, ious: Sequence[float], folder: Path, stem: str) -> TaskPlots:
+def segmentation_plots(task: TaskResult, ious: Sequence[float], what: str, folder: Path, stem: str) -> TaskPlots:
+    """IoU histogram and precision-at-threshold curve; ``what`` names the per-sample value (IoU or mIoU)."""
     if not ious:
         return TaskPlots(
             [], ["no per-sample IoU in the samples log (records carry neither 'iou' nor intersection/union)"]
@@ -119,7 +132,7 @@ def segmentation_plots(task: TaskResult, ious: Sequence[float], folder: Path, st
     axes.hist(values, bins=np.linspace(0.0, 1.0, 21), color="#4c78a8", edgecolor="white")
     axes.axvline(values.mean(), color="#e45756", linestyle="--", label=f"mean {SCALE * values.mean():.2f}")
     axes.set_xlim(0, 1)
-    axes.set_xlabel("per-sample IoU")
+    axes.set_xlabel(f"per-sample {what}")
     axes.set_ylabel("samples")
     axes.legend(loc="upper left")
     _save(histogram, folder / f"{stem}-iou-histogram.png")
@@ -139,17 +152,19 @@ def segmentation_plots(task: TaskResult, ious: Sequence[float], folder: Path, st
         )
     axes.set_xlim(0, 1)
     axes.set_ylim(0, SCALE * 1.02)
-    axes.set_xlabel("IoU threshold t")
-    axes.set_ylabel("samples with IoU ≥ t (%)")
+    axes.set_xlabel(f"{what} threshold t")
+    axes.set_ylabel(f"samples with {what} ≥ t (%)")
     axes.legend(loc="lower left")
     _save(curve, folder / f"{stem}-precision-at-threshold.png")
     return TaskPlots(
         [
-            Plot("IoU histogram", f"{stem}-iou-histogram.png", f"per-sample IoU of {len(values)} scored samples"),
             Plot(
-                "Precision at IoU threshold",
+                f"{what} histogram", f"{stem}-iou-histogram.png", f"per-sample {what} of {len(values)} scored samples"
+            ),
+            Plot(
+                f"Precision at {what} threshold",
                 f"{stem}-precision-at-threshold.png",
-                "share of scored samples whose IoU reaches each threshold; dots: the reported P@x values",
+                f"share of scored samples whose {what} reaches each threshold; dots: the reported P@x values",
             ),
         ],
         [],
@@ -223,17 +238,18 @@ def yes_no_plot(confusions: Mapping[str, Mapping[str, int]], folder: Path) -> Pl
 
 
 def chair_plot(rows: Sequence[Mapping[str, Any]], table: SampleTable, folder: Path, stem: str) -> TaskPlots:
-    columns = {
-        key: next((c for c in table.columns if normalised_name(c.rsplit(".", 1)[-1]) == key), None)
-        for key in ("chairi", "chairs")
-    }
+    columns = {key: _column(table, key) for key in ("chairi", "chairs")}
     if not any(columns.values()):
         return TaskPlots([], ["no per-caption CHAIR values (CHAIR_i / CHAIR_s) in the samples log records"])
+    length_column = _column(table, "tokens", "words")  # the metric's own token count, else words of the text
     lengths, per_caption = [], {key: [] for key in columns}
     for row, values in zip(rows, table.values, strict=True):
         if row.get("error") is not None or not isinstance(row.get("prediction"), dict):
             continue
-        lengths.append(len(str(row["prediction"].get("text", "")).split()))
+        if length_column is not None and length_column in values:
+            lengths.append(values[length_column])
+        else:
+            lengths.append(len(str(row["prediction"].get("text", "")).split()))
         for key, column in columns.items():
             per_caption[key].append(values.get(column, math.nan) if column else math.nan)
     if not lengths:
@@ -249,7 +265,7 @@ def chair_plot(rows: Sequence[Mapping[str, Any]], table: SampleTable, folder: Pa
         if not np.isfinite(values).any():
             continue
         if key == "chairi":
-            axes.scatter(words, SCALE * values, s=8, alpha=0.35, color=colours[key])
+            axes.scatter(words, SCALE * values, s=8, alpha=0.35, color=colours[key], label="CHAIR_i of a caption")
         if len(edges) > 1:
             bins = np.clip(np.searchsorted(edges, words, side="right") - 1, 0, len(edges) - 2)
             centres, means = [], []
@@ -259,7 +275,7 @@ def chair_plot(rows: Sequence[Mapping[str, Any]], table: SampleTable, folder: Pa
                     centres.append(float(words[bins == number].mean()))
                     means.append(SCALE * float(chosen.mean()))
             axes.plot(centres, means, "o-", color=colours[key], label=f"{labels[key]}, mean per length bin")
-    axes.set_xlabel("caption length (words)")
+    axes.set_xlabel("caption length (tokens)" if length_column else "caption length (words)")
     axes.set_ylabel("CHAIR (%)")
     axes.legend(loc="upper left", fontsize=8)
     _save(figure, folder / f"{stem}-chair-length.png")

@@ -284,7 +284,7 @@ def write_run_report(run_dir: Path, *, thumbnails: bool = True) -> Path:
         task = run.tasks[view.name]
         rows, table = logs.get(view.name, ([], None))
         if is_segmentation(task) and table is not None:
-            made = segmentation_plots(task, sample_ious(rows, table), plots_folder, view.slug)
+            made = segmentation_plots(task, *sample_ious(rows, table), plots_folder, view.slug)
             view.plots += [show(plot) for plot in made.plots]
             view.notes += made.notes
         if is_chair(task) and table is not None:

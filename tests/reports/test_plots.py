@@ -82,7 +82,10 @@ def test_iou_from_intersection_and_union_records() -> None:
         sample_row(4, scores={"refseg": {"intersection": 9, "union": 10}}),
     ]
     task = task_result({"cIoU": 0.5, "gIoU": 0.5, "P@0.5": 0.75})
-    assert sample_ious(rows, sample_table(task, rows)) == pytest.approx([0.2, 0.5, 1.0, 0.9])
+    ious, what = sample_ious(rows, sample_table(task, rows))
+    assert ious == pytest.approx([0.2, 0.5, 1.0, 0.9]) and what == "IoU"
+    gcg_like = [sample_row(i, scores={"gcg_masks": {"miou": i / 4, "masks": 2}}) for i in range(3)]
+    assert sample_ious(gcg_like, sample_table(task_result({"mIoU": 0.25}), gcg_like)) == ([0.0, 0.25, 0.5], "mIoU")
     thresholds = np.array([0.0, 0.5, 0.9, 0.95, 1.0])
     assert threshold_precision([0.2, 0.5, 1.0, 0.9], thresholds) == pytest.approx([1.0, 0.75, 0.5, 0.25, 0.25])
 
