@@ -14,6 +14,8 @@ every commit while the numbers must not). Any difference is a failure; regenerat
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 import tempfile
@@ -81,9 +83,14 @@ def run_case(case: GoldenCase, output_dir: Path) -> dict[str, Any]:
     """Run ``case`` with the CLI into ``output_dir``; returns its normalised results."""
     from harness.cli import main
 
-    code = main(["run", *case.args, "--output-dir", str(output_dir), "--no-progress"])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        code = main(["run", *case.args, "--output-dir", str(output_dir), "--no-progress"])
     if code != 0:
-        raise GoldenError(f"golden case {case.name!r} failed: run_eval.py run {' '.join(case.args)} exited {code}")
+        raise GoldenError(
+            f"golden case {case.name!r} failed: run_eval.py run {' '.join(case.args)} exited {code}:\n"
+            + printed.getvalue()[-2000:]
+        )
     return normalise(read_json(output_dir / "results.json", "results file"))
 
 

@@ -213,17 +213,18 @@ def yes_no_plot(confusions: Mapping[str, Mapping[str, int]], folder: Path) -> Pl
     settings = list(confusions)
     kinds = ["TP", "FN", "FP", "TN"]
     colours = ["#54a24b", "#e45756", "#f58518", "#4c78a8"]
-    figure = _figure(max(5.6, 1.6 * len(settings) + 2.5), 3.6)
+    figure = _figure(6.4, 1.0 + 0.75 * len(settings))
     axes = figure.add_subplot()
-    width = 0.8 / len(kinds)
+    height = 0.8 / len(kinds)
     positions = np.arange(len(settings))
     for offset, (kind, colour) in enumerate(zip(kinds, colours, strict=True)):
-        heights = [confusions[setting][kind] for setting in settings]
-        bars = axes.bar(positions + (offset - 1.5) * width, heights, width, label=kind, color=colour)
-        axes.bar_label(bars, fontsize=7)
-    axes.set_xticks(positions, settings, rotation=15 if len(settings) > 3 else 0)
-    axes.set_ylabel("samples")
-    axes.legend(ncols=4, loc="upper center", bbox_to_anchor=(0.5, -0.15 if len(settings) > 3 else -0.1))
+        widths = [confusions[setting][kind] for setting in settings]
+        bars = axes.barh(positions + (offset - 1.5) * height, widths, height, label=kind, color=colour)
+        axes.bar_label(bars, fontsize=7, padding=2)
+    axes.set_yticks(positions, settings)
+    axes.invert_yaxis()
+    axes.set_xlabel("samples")
+    axes.legend(ncols=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=8, frameon=False)
     _save(figure, folder / "yes-no-confusion.png")
     return Plot(
         "Yes/no confusion counts per setting",

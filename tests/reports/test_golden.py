@@ -142,3 +142,10 @@ def test_committed_golden_results(case: GoldenCase, tmp_path: Path, monkeypatch:
         pytest.fail(f"{golden_path(case, COMMITTED)} is missing: run `make golden` and commit the files")
     monkeypatch.chdir(REPO)
     assert check(case, COMMITTED, tmp_path) == []
+
+
+def test_a_failing_case_says_why(tmp_path: Path) -> None:
+    from reports.golden import GoldenError, run_case
+
+    with pytest.raises(GoldenError, match=r"exited 2:\n.*no_such_model"):
+        run_case(GoldenCase("broken", ("--model", "no_such_model", "--tasks", "toy")), tmp_path / "out")
