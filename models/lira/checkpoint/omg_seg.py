@@ -115,8 +115,7 @@ def read_class_embeddings(path: str | Path) -> Tensor:
     norms = content.float().norm(p=2, dim=-1)
     if not torch.allclose(norms, torch.ones_like(norms)):
         raise ValueError(
-            f"{path}: class-embedding rows must have unit L2 norm; "
-            f"max deviation {(norms - 1).abs().max():.3g}"
+            f"{path}: class-embedding rows must have unit L2 norm; max deviation {(norms - 1).abs().max():.3g}"
         )
     return content
 
