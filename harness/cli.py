@@ -54,7 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="run_eval.py", description="Evaluate multimodal segmentation models.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
-    _add_run_options(commands.add_parser("run", help="predict and score (the default command)"))
+    run = commands.add_parser(
+        "run",
+        help="predict and score (the default command)",
+        description="Predict and score (the default command: `run_eval.py --model ... --tasks ...`). "
+        f"Other commands: {', '.join(name for name in COMMANDS if name != 'run')} "
+        "(see `run_eval.py COMMAND --help`).",
+    )
+    _add_run_options(run)
     score = commands.add_parser("score", help="re-score a run folder from its cache, without the model")
     score.add_argument("run_dir", type=Path)
     score.add_argument("--bootstrap-iters", type=int, default=None)
@@ -125,8 +132,6 @@ def command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         raise UserError("--limit must be a positive number of samples")
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
-    import models  # noqa: F401  (registers the built-in adapters)
-
     if args.model not in MODELS:
         raise UnknownNameError("model", args.model, MODELS.names())
     parse_arg_string(args.model_args)
@@ -195,12 +200,9 @@ def command_score(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def command_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Print registered tasks (with their family and kind) or models."""
     if args.what == "models":
-        import models  # noqa: F401
-
         for name in MODELS.names():
             print(name)
         return 0
-    expand_task_names("all")  # loads the manifest
     for name in TASKS.names():
         entry = TASKS.get(name)
         if isinstance(entry, TaskGroup):
@@ -245,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv
     if debug:
         argv.remove("--debug")
-    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
+    if not argv or argv[0] not in COMMANDS:
         argv = ["run", *argv]
     try:
         args = build_parser().parse_args(argv)

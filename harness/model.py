@@ -96,7 +96,7 @@ def _validate_adapter(name: str, obj: Any) -> None:
         raise TypeError(f"model {name!r} must be a ModelAdapter subclass, got {obj!r}")
 
 
-MODELS: Registry[type[ModelAdapter]] = Registry("model", _validate_adapter, "attreval.models")
+MODELS: Registry[type[ModelAdapter]] = Registry("model", _validate_adapter, "attreval.models", builtins="models")
 
 
 def register_model(name: str) -> Any:
@@ -106,8 +106,6 @@ def register_model(name: str) -> Any:
 
 def get_model(name: str, arguments: str | Mapping[str, str] = "") -> ModelAdapter:
     """Instantiate the registered adapter ``name`` with ``--model-args``-style arguments."""
-    import models  # noqa: F401  (registers the built-in manifest)
-
     adapter = MODELS.get(name).from_arguments(arguments, preset=MODELS.kwargs(name), label=name)
     adapter.name = name
     return adapter

@@ -41,6 +41,7 @@ class Registry(Generic[T]):
         kind: what the registry holds, used in messages (``"model"``, ``"task"``).
         validate: called on every object at registration and after lazy loading; raises on a wrong type.
         entry_point_group: plugin group scanned once, on first lookup.
+        builtins: module whose import registers the built-in manifest, imported on first lookup.
     """
 
     def __init__(
@@ -48,13 +49,15 @@ class Registry(Generic[T]):
         kind: str,
         validate: Callable[[str, Any], None],
         entry_point_group: str | None = None,
+        builtins: str | None = None,
     ) -> None:
         self.kind = kind
         self._validate = validate
         self._group = entry_point_group
         self._entries: dict[str, T | LazyEntry] = {}
         self._origins: dict[str, str] = {}
-        self._plugins_loaded = entry_point_group is None
+        self._builtins = builtins
+        self._plugins_loaded = False
 
     def register(self, name: str, obj: T | None = None) -> Any:
         """Register ``obj`` under ``name``; without ``obj``, return a decorator."""
@@ -86,6 +89,10 @@ class Registry(Generic[T]):
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
+        if self._builtins is not None:
+            importlib.import_module(self._builtins)
+        if self._group is None:
+            return
         for point in entry_points(group=self._group):
             if point.name in self._entries:
                 raise UserError(

@@ -25,7 +25,16 @@ from harness.distributed import Distributed
 from harness.errors import SampleError, UserError
 from harness.metrics.base import Metric
 from harness.model import ModelAdapter
-from harness.results import SCHEMA_VERSION, ModelInfo, Results, TaskResult, read_json, write_json, write_jsonl
+from harness.results import (
+    SCHEMA_VERSION,
+    ModelInfo,
+    Results,
+    TaskResult,
+    clean_numbers,
+    read_json,
+    write_json,
+    write_jsonl,
+)
 from harness.stats import bootstrap_intervals
 from harness.task import Task, require_data
 from harness.types import Prediction, Request, Sample, to_dict
@@ -424,7 +433,7 @@ def evaluate(
         },
     )
     write_json(settings.output_dir / "results.json", results)
-    return results
+    return clean_numbers(results)
 
 
 def _run_record(tasks: Sequence[Task], settings: RunSettings, model_info: ModelInfo) -> dict[str, Any]:

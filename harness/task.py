@@ -149,22 +149,16 @@ def _validate_task(name: str, obj: Any) -> None:
         raise TypeError(f"task {name!r} must be a Task subclass or a TaskGroup, got {obj!r}")
 
 
-TASKS: Registry[type[Task] | TaskGroup] = Registry("task", _validate_task, "attreval.tasks")
-
-
-def _ensure_builtins() -> None:
-    import tasks  # noqa: F401  (registers the built-in manifest)
+TASKS: Registry[type[Task] | TaskGroup] = Registry("task", _validate_task, "attreval.tasks", builtins="tasks")
 
 
 def task_names() -> list[str]:
     """Every registered task and group name."""
-    _ensure_builtins()
     return TASKS.names()
 
 
 def expand_task_names(spec: str | Iterable[str]) -> list[str]:
     """Expand ``"attreval,refcoco"`` (groups, ``all``) into task names, in order, without duplicates."""
-    _ensure_builtins()
     names = [part.strip() for part in spec.split(",")] if isinstance(spec, str) else list(spec)
     names = [name for name in names if name]
     if not names:
@@ -193,7 +187,6 @@ def expand_task_names(spec: str | Iterable[str]) -> list[str]:
 
 def get_task(name: str, arguments: str | Mapping[str, str] = "") -> Task:
     """Instantiate the registered task ``name`` with ``key=value`` options."""
-    _ensure_builtins()
     entry = TASKS.get(name)
     if isinstance(entry, TaskGroup):
         raise UserError(f"{name!r} is a task group; expand it with expand_task_names first")
