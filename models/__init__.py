@@ -7,3 +7,8 @@ from harness.model import MODELS
 MODELS.register_lazy("oracle", "models.oracle:OracleAdapter")
 MODELS.register_lazy("constant", "models.constant:ConstantAdapter")
 MODELS.register_lazy("replay", "models.replay:ReplayAdapter")
+
+from models.replay import REPLAY_FORMATS  # noqa: E402
+
+for _format in ("llava_pope", "glamm_gcg", "opera_chair", "refseg_jsonl"):
+    REPLAY_FORMATS.register_lazy(_format, f"models.importers:load_{_format}")
