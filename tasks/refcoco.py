@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from harness.errors import DataError
 from harness.metrics.base import Metric
 from harness.metrics.refseg import ReferringSegmentation, refer_target_mask
 from harness.task import Task
@@ -81,7 +82,10 @@ class ReferringSegmentationTask(Task):
         for unit in referring_units(files["refs"], files["instances"], self.split):
             image = unit.image
             if unit.ref.ann_id not in masks:  # a ref's sentences share one annotation
-                masks[unit.ref.ann_id] = refer_target_mask(unit.segmentation, image.height, image.width)
+                try:
+                    masks[unit.ref.ann_id] = refer_target_mask(unit.segmentation, image.height, image.width)
+                except ValueError as error:
+                    raise DataError(f"{files['instances']} annotation {unit.ref.ann_id}: {error}") from None
             samples.append(
                 Sample(
                     sample_id=f"{unit.ref.ref_id}:{unit.sentence.sent_id}",

@@ -124,11 +124,11 @@ def _check_segmentation(value: Any, where: str) -> Segmentation:
             _check_segmentation(part, where)
         elif not (
             isinstance(part, list)
-            and len(part) >= 6
+            and len(part) >= 4
             and len(part) % 2 == 0
             and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in part)
         ):
-            raise DataError(f"{where}: each polygon must be a flat list of at least 3 (x, y) number pairs")
+            raise DataError(f"{where}: each polygon must be a flat list of (x, y) number pairs")
     return value
 
 
