@@ -10,11 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from harness.errors import DataError, UserError
 from harness.metrics.base import Metric
 from harness.metrics.captions import CaptionScores
-from harness.metrics.chair import Chair, caption_to_objects, node_word
+from harness.metrics.chair import Chair, caption_to_objects, category_node_word
 from harness.task import Task
 from harness.types import GenerationSettings, Prediction, Sample
+from tasks.gcg import check_caption_scorers
 from tasks.layout import CHAIR_ANNOTATIONS, CHAIR_IMAGES
 from tasks.loaders.chair import choose_images, load_coco, read_image_ids
 
@@ -56,11 +58,10 @@ class ChairTask(Task):
         caption_scorers: tuple[str, ...] = (),
     ) -> None:
         if "val" not in annotation_splits or not set(annotation_splits) <= {"train", "val"}:
-            from harness.errors import UserError
-
             raise UserError(
                 f"chair annotation_splits must be 'val' or 'train;val', got {';'.join(annotation_splits)!r}"
             )
+        check_caption_scorers(caption_scorers)
         paths = {key: value for key, value in (("annotations", annotations), ("images", images)) if value}
         selection = {"image_ids": image_ids} if image_ids else {"num_images": num_images, "seed": seed}
         super().__init__(
@@ -95,7 +96,10 @@ class ChairTask(Task):
         samples = []
         for image_id in chosen:
             image, captions = coco.images[image_id], coco.captions.get(image_id, [])
-            objects = {node_word(name) for name in coco.categories.get(image_id, ())}
+            try:
+                objects = {category_node_word(name) for name in coco.categories.get(image_id, ())}
+            except ValueError as error:
+                raise DataError(f"COCO instances file under {folder}, image {image_id}: {error}") from None
             for caption in captions:
                 objects.update(caption_to_objects(caption))
             samples.append(

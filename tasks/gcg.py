@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from harness.errors import UserError
 from harness.metrics.base import Metric
-from harness.metrics.captions import CaptionScores
+from harness.metrics.captions import SCORERS, CaptionScores
 from harness.metrics.gcg import GcgMasks, GcgRecall
 from harness.task import Task
 from harness.types import GenerationSettings, Prediction, Sample
@@ -38,6 +39,13 @@ LIRA_PROMPTS = (
     "Please output with interleaved segmentation masks for the corresponding parts of the answer.",
 )
 """LIRA ``gcg_lira.py``: tried in order until an answer has a mask (lira-model.md §13), typo included."""
+
+
+def check_caption_scorers(names: tuple[str, ...]) -> None:
+    """Refuse caption scorer names that `CaptionScores` does not know."""
+    unknown = [name for name in names if name not in SCORERS]
+    if unknown:
+        raise UserError(f"unknown caption scorer(s) {', '.join(unknown)}; expected some of {', '.join(SCORERS)}")
 
 
 class GcgTask(Task):
@@ -69,6 +77,7 @@ class GcgTask(Task):
         caption_scorers: tuple[str, ...] = ("METEOR", "CIDEr"),
         recall_encoder: str | None = None,
     ) -> None:
+        check_caption_scorers(caption_scorers)
         paths = {key: value for key, value in (("captions", captions), ("masks", masks), ("images", images)) if value}
         extra = {"recall_encoder": recall_encoder} if recall_encoder else {}
         super().__init__(
