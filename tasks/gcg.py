@@ -59,6 +59,7 @@ class GcgTask(Task):
         caption_scorers: caption metrics to report (GCG papers report METEOR and CIDEr).
         recall_encoder: a local text encoder folder for GLaMM's phrase recall (bert-base-uncased in
             the reference); recall is left out when not given, as in LIRA.
+        recall_protocol: ``glamm`` (its early-stop matching) or ``full`` (maximum matching).
     """
 
     family = "gcg"
@@ -76,15 +77,17 @@ class GcgTask(Task):
         prompts: Literal["glamm", "lira"] = "glamm",
         caption_scorers: tuple[str, ...] = ("METEOR", "CIDEr"),
         recall_encoder: str | None = None,
+        recall_protocol: Literal["glamm", "full"] = "glamm",
     ) -> None:
         check_caption_scorers(caption_scorers)
         paths = {key: value for key, value in (("captions", captions), ("masks", masks), ("images", images)) if value}
-        extra = {"recall_encoder": recall_encoder} if recall_encoder else {}
+        extra = {"recall_encoder": recall_encoder, "recall_protocol": recall_protocol} if recall_encoder else {}
         super().__init__(
             name, split=split, layout=layout, prompts=prompts, caption_scorers=caption_scorers, **paths, **extra
         )
         self.split, self.layout, self.paths = split, layout, paths
         self.caption_scorers, self.recall_encoder = tuple(caption_scorers), recall_encoder
+        self.recall_protocol = recall_protocol
         if prompts == "lira":
             self.prompt_template, self.retry_prompts = LIRA_PROMPTS[0], LIRA_PROMPTS[1:]
             self.generation = GenerationSettings(max_new_tokens=100)
@@ -128,7 +131,7 @@ class GcgTask(Task):
         if self.caption_scorers:
             metrics.append(CaptionScores(scorers=self.caption_scorers))
         if self.recall_encoder:
-            metrics.append(GcgRecall(text_encoder=self.recall_encoder))
+            metrics.append(GcgRecall(protocol=self.recall_protocol, text_encoder=self.recall_encoder))
         return metrics
 
 
