@@ -1,1 +1,1 @@
-"""Loading LIRA's official weight files: InternVL2 folders, `LIRA-*.pth` deltas and OMG-Seg files."""
+"""Loading the official weight files (InternVL2 folders, `LIRA-*.pth` deltas, OMG-Seg files) into the model."""
