@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,3 +157,18 @@ def test_committed_annotations_are_hand_written_json():
     ]
     objects = json.loads((ANNOTATIONS / "objects.json").read_text())["objects"]
     assert len(objects) >= 30 and all(value["polygons"] for value in objects.values())
+
+
+def test_concurrent_callers_build_the_default_root_once(tmp_path):
+    repo = Path(mini.__file__).resolve().parents[2]
+    code = "import sys; from pathlib import Path; from tasks import ensure_default_data_root as e; e(Path(sys.argv[1]))"
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    target = tmp_path / "data" / "mini"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code, str(target)], env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    messages = [process.communicate(timeout=120)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0, 0], messages
+    assert sum("building the bundled mini benchmark" in message for message in messages) == 1
+    assert mini.is_current(target) is True

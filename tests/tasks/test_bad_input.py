@@ -27,9 +27,20 @@ def cli(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[int, str, 
 
 def run(capsys, root: Path, output: Path, tasks: str, model: str = "oracle", *extra: str) -> tuple[int, str, str]:
     return cli(
-        capsys, "--model", model, "--tasks", tasks, "--data-root", str(root), "--output-dir", str(output),
-        "--no-progress", "--bootstrap-iters", "0", *extra,
-    )  # fmt: skip
+        capsys,
+        "--model",
+        model,
+        "--tasks",
+        tasks,
+        "--data-root",
+        str(root),
+        "--output-dir",
+        str(output),
+        "--no-progress",
+        "--bootstrap-iters",
+        "0",
+        *extra,
+    )
 
 
 def test_truncated_json_is_named_with_its_line(mini_copy, tmp_path, capsys):

@@ -52,9 +52,18 @@ def run_cli(*arguments: str) -> subprocess.CompletedProcess:
 def oracle(mini_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, dict]:
     output = tmp_path_factory.mktemp("oracle")
     process = run_cli(
-        "--model", "oracle", "--tasks", "all", "--data-root", str(mini_root), "--output-dir", str(output),
-        "--no-progress", "--bootstrap-iters", "0",
-    )  # fmt: skip
+        "--model",
+        "oracle",
+        "--tasks",
+        "all",
+        "--data-root",
+        str(mini_root),
+        "--output-dir",
+        str(output),
+        "--no-progress",
+        "--bootstrap-iters",
+        "0",
+    )
     assert process.returncode == 0, process.stderr
     return process, json.loads((output / "results.json").read_text())
 
@@ -112,10 +121,22 @@ def test_pope_records_the_data_version_found(oracle):
 
 def test_a_baseline_run_on_all_tasks(mini_root, tmp_path):
     process = run_cli(
-        "--model", "constant", "--model-args", "answer=yes,mask=center", "--tasks", "all",
-        "--task-args", "gcg.caption_scorers=CIDEr", "--data-root", str(mini_root),
-        "--output-dir", str(tmp_path), "--no-progress", "--bootstrap-iters", "0",
-    )  # fmt: skip
+        "--model",
+        "constant",
+        "--model-args",
+        "answer=yes,mask=center",
+        "--tasks",
+        "all",
+        "--task-args",
+        "gcg.caption_scorers=CIDEr",
+        "--data-root",
+        str(mini_root),
+        "--output-dir",
+        str(tmp_path),
+        "--no-progress",
+        "--bootstrap-iters",
+        "0",
+    )
     assert process.returncode == 0, process.stderr
     results = json.loads((tmp_path / "results.json").read_text())
     pope = results["tasks"]["pope_popular"]["metrics"]

@@ -17,10 +17,22 @@ ANNOTATIONS = Path(__file__).resolve().parents[2] / "dataset_builders" / "mini" 
 def replay(capsys, root: Path, output: Path, tasks: str, predictions: Path, format: str, *extra: str) -> dict:
     code = main(
         [
-            "--model", "replay", "--model-args", f"predictions={predictions},format={format}", "--tasks", tasks,
-            "--data-root", str(root), "--output-dir", str(output), "--no-progress", "--bootstrap-iters", "0", *extra,
+            "--model",
+            "replay",
+            "--model-args",
+            f"predictions={predictions},format={format}",
+            "--tasks",
+            tasks,
+            "--data-root",
+            str(root),
+            "--output-dir",
+            str(output),
+            "--no-progress",
+            "--bootstrap-iters",
+            "0",
+            *extra,
         ]
-    )  # fmt: skip
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     return json.loads((output / "results.json").read_text())["tasks"]
@@ -43,8 +55,16 @@ def test_llava_pope_answers_for_all_three_settings(mini_root, tmp_path, capsys):
             truth = sample.target["label"]
             answer = {"yes": "No", "no": "Yes"}[truth] if (setting, sample.sample_id) in wrong else truth.capitalize()
             question_id = offset + int(sample.sample_id)
-            lines.append({"question_id": question_id, "prompt": sample.inputs["question"], "text": answer,
-                          "answer_id": "x", "model_id": "llava-v1.5-7b", "metadata": {}})  # fmt: skip
+            lines.append(
+                {
+                    "question_id": question_id,
+                    "prompt": sample.inputs["question"],
+                    "text": answer,
+                    "answer_id": "x",
+                    "model_id": "llava-v1.5-7b",
+                    "metadata": {},
+                }
+            )
     path = tmp_path / "merge.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     results = replay(capsys, mini_root, tmp_path / "run", "pope", path, "llava_pope")
