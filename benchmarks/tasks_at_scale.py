@@ -1,6 +1,6 @@
 """Task loading and an oracle run at 10,000+ samples, on synthetic scenes in every task's real format.
 
-``python benchmarks/tasks_at_scale.py [--scenes 5000] [--data-root DIR]`` builds the synthetic data (unless
+``python benchmarks/tasks_at_scale.py [--scenes 6000] [--data-root DIR]`` builds the synthetic data (unless
 ``--data-root`` holds it already), then times for every task the real-format loader (``Task.samples``,
 cold: each family's files parsed once, RefCOCO masks rasterised) and a full oracle run (predict, cache,
 score, bootstrap, results) of the largest tasks. Prints a Markdown table for BENCHMARKS.md.
@@ -32,7 +32,7 @@ def peak_rss_mb() -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scenes", type=int, default=5000)
+    parser.add_argument("--scenes", type=int, default=6000)
     parser.add_argument("--data-root", type=Path, default=None)
     args = parser.parse_args()
     workspace = Path(tempfile.mkdtemp(prefix="attreval-scale-"))

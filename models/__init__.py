@@ -1,14 +1,16 @@
-"""Model adapters. Built-ins are declared here as lazy entries; plugins use the ``attreval.models`` group."""
+"""Model adapters. Built-ins are declared here as lazy entries; plugins use the ``attreval.models`` group.
+
+Replay formats of other code bases' outputs (`models.importers`) are declared here too.
+"""
 
 from __future__ import annotations
 
 from harness.model import MODELS
+from models.replay import REPLAY_FORMATS
 
 MODELS.register_lazy("oracle", "models.oracle:OracleAdapter")
 MODELS.register_lazy("constant", "models.constant:ConstantAdapter")
 MODELS.register_lazy("replay", "models.replay:ReplayAdapter")
-
-from models.replay import REPLAY_FORMATS  # noqa: E402
 
 for _format in ("llava_pope", "glamm_gcg", "opera_chair", "refseg_jsonl"):
     REPLAY_FORMATS.register_lazy(_format, f"models.importers:load_{_format}")
