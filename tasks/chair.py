@@ -61,6 +61,8 @@ class ChairTask(Task):
             raise UserError(
                 f"chair annotation_splits must be 'val' or 'train;val', got {';'.join(annotation_splits)!r}"
             )
+        if num_images < 1:
+            raise UserError(f"chair num_images must be at least 1, got {num_images}")
         check_caption_scorers(caption_scorers)
         paths = {key: value for key, value in (("annotations", annotations), ("images", images)) if value}
         selection = {"image_ids": image_ids} if image_ids else {"num_images": num_images, "seed": seed}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from harness.errors import UserError
 from harness.metrics.base import Metric
 from harness.metrics.pope import Pope
 from harness.task import Task
@@ -44,6 +45,8 @@ class PopeTask(Task):
         parser: Literal["official", "opera", "exact"] = "official",
         num_beams: int = 5,
     ) -> None:
+        if num_beams < 1:
+            raise UserError(f"pope num_beams must be at least 1, got {num_beams}")
         paths = {key: value for key, value in (("questions", questions), ("images", images)) if value}
         super().__init__(name, source=source, setting=setting, parser=parser, num_beams=num_beams, **paths)
         self.source, self.setting, self.parser, self.paths = source, setting, parser, paths

@@ -64,9 +64,6 @@ class ReferringSegmentationTask(Task):
     def _folders(self, data_root: Path) -> tuple[Path, Path]:
         return pick_layout(data_root, self.layout, REFER_FOLDERS, dataset=self.dataset)
 
-    def image_folder(self, data_root: Path) -> Path:
-        return self.paths.get("images") or self._folders(data_root)[1]
-
     def data_files(self, data_root: Path) -> dict[str, Path]:
         folder = self._folders(data_root)[0]
         return {
@@ -76,7 +73,7 @@ class ReferringSegmentationTask(Task):
 
     def samples(self, data_root: Path) -> list[Sample]:
         files = self.data_files(data_root)
-        images = self.image_folder(data_root)
+        images = self.paths.get("images") or self._folders(data_root)[1]
         masks: dict[int, RLE] = {}
         samples = []
         for unit in referring_units(files["refs"], files["instances"], self.split):
