@@ -12,5 +12,5 @@ MODELS.register_lazy("oracle", "models.oracle:OracleAdapter")
 MODELS.register_lazy("constant", "models.constant:ConstantAdapter")
 MODELS.register_lazy("replay", "models.replay:ReplayAdapter")
 
-for _format in ("llava_pope", "glamm_gcg", "opera_chair", "refseg_jsonl"):
+for _format in ("llava_pope", "glamm_gcg", "opera_chair", "lira_vqa", "refseg_jsonl"):
     REPLAY_FORMATS.register_lazy(_format, f"models.importers:load_{_format}")

@@ -10,6 +10,8 @@
 - ``glamm_gcg``: a folder of per-image ``{image_id}.json`` as written by GLaMM ``eval/gcg/infer.py`` and
   LIRA ``gcg_lira.py`` (``caption``, ``phrases``, ``pred_masks`` RLE; flat or wrapped under one key).
 - ``opera_chair``: OPERA / LIRA caption JSON Lines (or a JSON list) with ``image_id`` and ``caption``.
+- ``lira_vqa``: LIRA ``evaluate_vqa.py`` results (``results/refcoco_attri_<time>.json``): a JSON array of
+  ``{image: <question_id>, question, answer: <model answer>, annotation}``, for AttrEval.
 - ``refseg_jsonl``: JSON Lines of ``{"sample_id": "ref_id:sent_id", "mask": RLE or null}`` (optionally
   ``"task"``, ``"text"``); ``null`` means the model produced no ``[SEG]``.
 """
@@ -133,6 +135,18 @@ def load_opera_chair(path: Path) -> dict[ReplayKey, Prediction]:
     return found
 
 
+def load_lira_vqa(path: Path) -> dict[ReplayKey, Prediction]:
+    """LIRA's VQA results, keyed by question id (which LIRA stores under ``image``)."""
+    found: dict[ReplayKey, Prediction] = {}
+    for location, row in read_records(path, "replay file"):
+        where = f"replay file {path} {location}"
+        question_id = row.get("image")
+        if not isinstance(question_id, (str, int)) or isinstance(question_id, bool):
+            raise DataError(f"{where}: field 'image' must hold the question id (a string or an integer)")
+        _add(found, (None, str(question_id)), Prediction(text=_text(row, "answer", where)), where)
+    return found
+
+
 def load_refseg_jsonl(path: Path) -> dict[ReplayKey, Prediction]:
     """Referring-segmentation masks per sentence; ``"mask": null`` is an answer without ``[SEG]``."""
     found: dict[ReplayKey, Prediction] = {}
@@ -155,4 +169,4 @@ def load_refseg_jsonl(path: Path) -> dict[ReplayKey, Prediction]:
     return found
 
 
-__all__ = ["load_glamm_gcg", "load_llava_pope", "load_opera_chair", "load_refseg_jsonl"]
+__all__ = ["load_glamm_gcg", "load_lira_vqa", "load_llava_pope", "load_opera_chair", "load_refseg_jsonl"]

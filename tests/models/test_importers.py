@@ -159,6 +159,23 @@ def test_opera_and_lira_chair_captions(tmp_path):
         ReplayAdapter(predictions=bad, format="opera_chair")
 
 
+def test_lira_vqa_results_for_attreval(tmp_path):
+    path = tmp_path / "refcoco_attri_241001120000.json"  # LIRA evaluate_vqa.py: question id under "image"
+    rows = [
+        {"image": 1, "question": "What color is the bus?", "answer": "Red.", "annotation": "red"},
+        {"image": "q2", "question": "Is the bus blue?", "answer": "no", "annotation": "no"},
+    ]
+    path.write_text(json.dumps(rows))
+    adapter = ReplayAdapter(predictions=path, format="lira_vqa")
+    assert [a.text for a in adapter.predict([request("attreval_qa", "1"), request("attreval_qa", "q2")])] == [
+        "Red.",
+        "no",
+    ]
+    path.write_text(json.dumps([{"question": "q", "answer": "a"}]))
+    with pytest.raises(DataError, match="item 1: field 'image' must hold the question id"):
+        ReplayAdapter(predictions=path, format="lira_vqa")
+
+
 def test_refseg_jsonl_masks_and_missing_seg(tmp_path):
     pixels = np.zeros((4, 5), dtype=np.uint8)
     pixels[0, :2] = 1
@@ -191,7 +208,9 @@ def test_importers_are_registered_lazily():
     import models  # noqa: F401
     from models.replay import REPLAY_FORMATS
 
-    assert {"attreval", "llava_pope", "glamm_gcg", "opera_chair", "refseg_jsonl"} <= set(REPLAY_FORMATS.names())
+    assert {"attreval", "llava_pope", "glamm_gcg", "opera_chair", "lira_vqa", "refseg_jsonl"} <= set(
+        REPLAY_FORMATS.names()
+    )
     assert REPLAY_FORMATS.origin("glamm_gcg") == "models.importers:load_glamm_gcg"
 
 
