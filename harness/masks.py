@@ -92,10 +92,10 @@ def validate(value: Any, expected_size: tuple[int, int] | None = None, *, what: 
         raise SampleError(f"{what} counts are not a COCO compressed RLE string (non-ASCII characters)") from None
     pixels = size[0] * size[1]
     kinds = raw.translate(_RLE_CHARACTER_KINDS)  # "0" ends a run, "P" continues it, "X" is no RLE character
-    if b"X" in kinds or kinds.endswith(b"P") or b"PPPPPPP" in kinds:
+    if b"X" in kinds or kinds.endswith(b"P") or b"PPPPPP" in kinds:
         raise SampleError(
             f"{what} RLE counts cover no valid run lengths (a character outside '0'..'o', "
-            "an unfinished run, or a run longer than 7 characters)"
+            "an unfinished run, or a run longer than 6 characters)"
         )
     try:  # rlemasklib decodes the uint32 runs and checks that they add up to height * width
         rlemasklib.decompress({"size": [size[0], size[1]], "counts": raw})
@@ -112,7 +112,8 @@ _RLE_CHARACTER_KINDS = bytes(
     ord("0") if 48 <= code < 80 else ord("P") if 80 <= code < 112 else ord("X") for code in range(256)
 )
 """COCO's compressed counts use ``chr(48 + v)`` for 6-bit ``v``; bit 0x20 of ``v`` marks a continued run.
-Seven continuation characters in a row make a run of more than 35 bits, beyond any uint32 run length."""
+A run of 7 characters (6 continuations) holds over 30 bits, which pycocotools' C decoder shifts out of its
+``int`` (undefined behaviour); its own encoder needs at most 6 characters for images under 2**29 pixels."""
 
 
 __all__ = [
