@@ -249,7 +249,8 @@ def command_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def command_check_data(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    """Report, per task, which annotation files are present, missing or malformed; exit 1 if any is not OK."""
+    """Report, per task, which annotation files are present, missing or malformed, and whether every image
+    the samples name exists; exit 1 if anything is not OK."""
     tasks, _, _ = _resolve_tasks(args.tasks, args.task_args)
     data_root = _data_root(args.data_root)
     bad = 0
@@ -260,12 +261,18 @@ def command_check_data(args: argparse.Namespace, argv: Sequence[str]) -> int:
             bad += 1
             continue
         try:
-            count = len(task.samples(data_root))
+            samples = task.samples(data_root)
         except UserError as error:
             bad += 1
             print(f"{task.name:<24} MALFORMED: {error}")
+            continue
+        images = sorted({sample.image for sample in samples})
+        absent = [image for image in images if not Path(image).is_file()]
+        if absent:
+            bad += 1
+            print(f"{task.name:<24} MISSING {len(absent)} of {len(images)} images, e.g. {absent[0]}")
         else:
-            print(f"{task.name:<24} ok: {count} samples")
+            print(f"{task.name:<24} ok: {len(samples)} samples, {len(images)} images")
     return 1 if bad else 0
 
 
