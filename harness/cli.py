@@ -155,7 +155,7 @@ def print_results(results: Results, output_dir: Path) -> None:
                 rows.append([f"{group} (mean)", "", "", *(_format_value(means[m]) for m in metric_names)])
         lines += ["", *_table(rows)]
     failures = [
-        f"{name}: " + ", ".join(f"{reason} x{count}" for reason, count in task["failures"].items())
+        f"{name}: " + ", ".join(f"{reason}: {count}" for reason, count in task["failures"].items())
         for name, task in results["tasks"].items()
         if task["failures"]
     ]
