@@ -146,32 +146,24 @@ def _exactly_one(parts: Sequence[dict[str, Any]], height: int, width: int) -> RL
 # ---------------------------------------------------------------------------
 
 
-def _overlap(predicted: RLE | None, target: RLE, ignore: RLE | None) -> tuple[int, int]:
-    """(I, U) of one sentence, on RLE; ``predicted=None`` scores an empty prediction."""
-    truth = {"size": target["size"], "counts": target["counts"]}
+def _overlap(predicted: RLE | None, target: RLE, ignore: RLE | None, areas: list[int]) -> tuple[int, int]:
+    """(I, U) of one sentence with pycocotools on RLE; ``predicted=None`` scores an empty prediction.
+
+    ``areas`` are the areas of target, ignore (when given) and prediction (when given), in that order.
+    """
+    target_area = areas[0]
+    predicted_area = areas[-1] if predicted is not None else 0
+    if ignore is not None:  # pixels under the ignore mask count neither as predicted nor as target
+        target_area -= int(coco_mask.area(coco_mask.merge([target, ignore], intersect=True)))
+        if predicted is not None:
+            predicted_area -= int(coco_mask.area(coco_mask.merge([predicted, ignore], intersect=True)))
     if predicted is None:
-        target_area = int(coco_mask.area(truth))
-        if ignore is not None:
-            target_area -= int(coco_mask.area(coco_mask.merge([truth, _plain(ignore)], intersect=True)))
         return 0, target_area
-    guess = {"size": predicted["size"], "counts": predicted["counts"]}
-    both = coco_mask.merge([guess, truth], intersect=True)
-    if ignore is None:
-        predicted_area, target_area, intersection = (int(a) for a in coco_mask.area([guess, truth, both]))
-    else:  # pixels under the ignore mask count neither as predicted nor as target
-        skip = _plain(ignore)
-        overlaps = [
-            coco_mask.merge([guess, skip], intersect=True),
-            coco_mask.merge([truth, skip], intersect=True),
-            coco_mask.merge([both, skip], intersect=True),
-        ]
-        areas = [int(a) for a in coco_mask.area([guess, truth, both, *overlaps])]
-        predicted_area, target_area, intersection = areas[0] - areas[3], areas[1] - areas[4], areas[2] - areas[5]
+    both = coco_mask.merge([predicted, target], intersect=True)
+    intersection = int(coco_mask.area(both))
+    if ignore is not None:
+        intersection -= int(coco_mask.area(coco_mask.merge([both, ignore], intersect=True)))
     return intersection, predicted_area + target_area - intersection
-
-
-def _plain(rle: RLE) -> dict[str, Any]:
-    return {"size": rle["size"], "counts": rle["counts"]}
 
 
 class ReferringSegmentation(Metric):
@@ -212,16 +204,25 @@ class ReferringSegmentation(Metric):
     def score(self, sample: Sample, prediction: Prediction) -> Record:
         if "mask" not in sample.target:
             raise SampleError(f"target has no 'mask' (keys: {sorted(sample.target)})")
-        target = masks.validate(sample.target["mask"], sample.image_size, what="target mask")
-        size = (target["size"][0], target["size"][1])
-        ignore = sample.target.get("ignore")
-        if ignore is not None:
-            ignore = masks.validate(ignore, size, what="ignore mask")
-        predicted = masks.validate(prediction.masks[0], size, what="predicted mask") if prediction.masks else None
+        size = sample.image_size
+        if size is None:
+            target = masks.validate(sample.target["mask"], what="target mask")
+            size = (target["size"][0], target["size"][1])
+        values, names = [sample.target["mask"]], ["target mask"]
+        if sample.target.get("ignore") is not None:
+            values.append(sample.target["ignore"])
+            names.append("ignore mask")
+        if prediction.masks:
+            values.append(prediction.masks[0])
+            names.append("predicted mask")
+        checked, areas = masks.validate_with_areas(values, size, what=names)
+        target = checked[0]
+        ignore = checked[1] if len(names) > 1 and names[1] == "ignore mask" else None
+        predicted = checked[-1] if prediction.masks else None
         if predicted is None and self.protocol == "generation":
             intersection, union = 0, 0
         else:
-            intersection, union = _overlap(predicted, target, ignore)
+            intersection, union = _overlap(predicted, target, ignore, areas)
         return {
             "intersection": intersection,
             "union": union,
