@@ -118,9 +118,10 @@ def test_bad_input():
 
 def test_missing_nltk_data_names_the_download_command(monkeypatch, tmp_path):
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
-    monkeypatch.setattr(chair, "_NLTK_READY", [])
+    chair._nltk_data_found.cache_clear()
     with pytest.raises(UserError) as error:
         caption_to_objects("A dog.")
+    chair._nltk_data_found.cache_clear()
     message = str(error.value)
     assert "python -m nltk.downloader punkt_tab averaged_perceptron_tagger_eng wordnet" in message
     assert "punkt_tab, averaged_perceptron_tagger_eng, wordnet" in message and "NLTK_DATA" in message
