@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import rlemasklib
 from pycocotools import mask as coco_mask
+from rlemasklib import RLEMask
 
 from harness.errors import SampleError
 from harness.types import RLE
@@ -84,22 +85,18 @@ def validate(value: Any, expected_size: tuple[int, int] | None = None, *, what: 
     return rle
 
 
-def validate_with_areas(
-    values: Sequence[Any], expected_size: tuple[int, int] | None = None, *, what: Sequence[str]
-) -> tuple[list[RLE], list[int]]:
-    """`validate` several masks of one image; returns them and their foreground areas (from the same decoding).
+def validated_mask(value: Any, expected_size: tuple[int, int] | None = None, *, what: str = "mask") -> RLEMask:
+    """`validate`, returning the decoded runs as an rlemasklib ``RLEMask`` for arithmetic on RLE.
 
-    Args:
-        values: the masks.
-        expected_size: (h, w) every mask must have, when given.
-        what: a name per mask for the error messages.
+    ``RLEMask`` objects give areas (``.area()``) and intersections (``a & b``) without decoding pixels,
+    with the run lengths pycocotools would read, so scores that need several overlaps of one mask parse
+    its counts once.
     """
-    checked, areas = [], []
-    for value, name in zip(values, what, strict=True):
-        rle, raw = _checked_structure(value, expected_size, name)
-        areas.append(_checked_area(rle, raw, name))
-        checked.append(rle)
-    return checked, areas
+    rle, raw = _checked_structure(value, expected_size, what)
+    try:  # rlemasklib decodes the uint32 runs and checks that they add up to height * width
+        return RLEMask.from_dict({"size": rle["size"], "counts": raw})
+    except ValueError:
+        raise _uncovered(rle, what) from None
 
 
 def _checked_structure(value: Any, expected_size: tuple[int, int] | None, what: str) -> tuple[RLE, bytes]:
@@ -134,10 +131,12 @@ def _checked_area(rle: RLE, raw: bytes, what: str) -> int:
     try:
         return int(rlemasklib.area({"size": rle["size"], "counts": raw}))
     except ValueError:
-        pixels = rle["size"][0] * rle["size"][1]
-        raise SampleError(
-            f"{what} RLE counts cover a different number of pixels than the {pixels} of size {rle['size']}"
-        ) from None
+        raise _uncovered(rle, what) from None
+
+
+def _uncovered(rle: RLE, what: str) -> SampleError:
+    pixels = rle["size"][0] * rle["size"][1]
+    return SampleError(f"{what} RLE counts cover a different number of pixels than the {pixels} of size {rle['size']}")
 
 
 _RLE_CHARACTER_KINDS = bytes(
@@ -157,5 +156,5 @@ __all__ = [
     "intersection_area",
     "iou_matrix",
     "validate",
-    "validate_with_areas",
+    "validated_mask",
 ]

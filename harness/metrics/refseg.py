@@ -8,8 +8,11 @@ the *sum* of the annotation's polygons (value 1 = target, 2+ = covered by severa
 * I = |P ∧ (G == 1)| and U = |P| + |G == 1| - I: a pixel covered by two polygons is neither target nor
   background; it adds to the union only where it is predicted.
 
-The target mask of a sample is therefore the *exactly-one-coverage* mask (`refer_target_mask`), and both
-I and U are computed on COCO RLE with pycocotools (merge + area), without decoding masks.
+The target mask of a sample is therefore the *exactly-one-coverage* mask (`refer_target_mask`, built with
+pycocotools' polygon rasterisation), and I and U are computed on COCO RLE without decoding masks: each mask's
+counts are decoded once into runs by rlemasklib (pycocotools' RLE code with the same uint32 reading, about
+twice as fast here as pycocotools' merge, which allocates a full height x width buffer per call), which
+gives the areas and the intersection.
 
 Aggregates over sentences s:
 
@@ -39,6 +42,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import rlemasklib
 from pycocotools import mask as coco_mask
+from rlemasklib import RLEMask
 
 from harness import masks
 from harness.errors import SampleError
@@ -146,23 +150,19 @@ def _exactly_one(parts: Sequence[dict[str, Any]], height: int, width: int) -> RL
 # ---------------------------------------------------------------------------
 
 
-def _overlap(predicted: RLE | None, target: RLE, ignore: RLE | None, areas: list[int]) -> tuple[int, int]:
-    """(I, U) of one sentence with pycocotools on RLE; ``predicted=None`` scores an empty prediction.
-
-    ``areas`` are the areas of target, ignore (when given) and prediction (when given), in that order.
-    """
-    target_area = areas[0]
-    predicted_area = areas[-1] if predicted is not None else 0
+def _overlap(predicted: RLEMask | None, target: RLEMask, ignore: RLEMask | None) -> tuple[int, int]:
+    """(I, U) of one sentence on run lengths; ``predicted=None`` scores an empty prediction."""
+    target_area = target.area()
     if ignore is not None:  # pixels under the ignore mask count neither as predicted nor as target
-        target_area -= int(coco_mask.area(coco_mask.merge([target, ignore], intersect=True)))
-        if predicted is not None:
-            predicted_area -= int(coco_mask.area(coco_mask.merge([predicted, ignore], intersect=True)))
+        target_area -= (target & ignore).area()
     if predicted is None:
         return 0, target_area
-    both = coco_mask.merge([predicted, target], intersect=True)
-    intersection = int(coco_mask.area(both))
+    predicted_area = predicted.area()
+    both = predicted & target
+    intersection = both.area()
     if ignore is not None:
-        intersection -= int(coco_mask.area(coco_mask.merge([both, ignore], intersect=True)))
+        predicted_area -= (predicted & ignore).area()
+        intersection -= (both & ignore).area()
     return intersection, predicted_area + target_area - intersection
 
 
@@ -204,25 +204,16 @@ class ReferringSegmentation(Metric):
     def score(self, sample: Sample, prediction: Prediction) -> Record:
         if "mask" not in sample.target:
             raise SampleError(f"target has no 'mask' (keys: {sorted(sample.target)})")
-        size = sample.image_size
-        if size is None:
-            target = masks.validate(sample.target["mask"], what="target mask")
-            size = (target["size"][0], target["size"][1])
-        values, names = [sample.target["mask"]], ["target mask"]
-        if sample.target.get("ignore") is not None:
-            values.append(sample.target["ignore"])
-            names.append("ignore mask")
-        if prediction.masks:
-            values.append(prediction.masks[0])
-            names.append("predicted mask")
-        checked, areas = masks.validate_with_areas(values, size, what=names)
-        target = checked[0]
-        ignore = checked[1] if len(names) > 1 and names[1] == "ignore mask" else None
-        predicted = checked[-1] if prediction.masks else None
+        target = masks.validated_mask(sample.target["mask"], sample.image_size, what="target mask")
+        size = (int(target.shape[0]), int(target.shape[1]))
+        ignore = sample.target.get("ignore")
+        if ignore is not None:
+            ignore = masks.validated_mask(ignore, size, what="ignore mask")
+        predicted = masks.validated_mask(prediction.masks[0], size, what="predicted mask") if prediction.masks else None
         if predicted is None and self.protocol == "generation":
             intersection, union = 0, 0
         else:
-            intersection, union = _overlap(predicted, target, ignore, areas)
+            intersection, union = _overlap(predicted, target, ignore)
         return {
             "intersection": intersection,
             "union": union,
