@@ -1,4 +1,5 @@
-# Two entry points: `make demo` (evaluate on the bundled mini benchmark) and `make test`.
+# Two entry points: `make demo` (evaluate on the bundled mini benchmark) and `make test`;
+# `make golden` deliberately rewrites the CI golden results (tests/golden/*.json).
 # Both create .venv when missing and install torch first (override TORCH_SPEC for a GPU build).
 
 VENV ?= .venv
@@ -22,10 +23,17 @@ demo: $(VENV)/.installed
 	$(PYTHON) run_eval.py --model oracle --tasks all --output-dir runs/demo/oracle --no-progress
 	$(PYTHON) run_eval.py --model constant --model-args answer=yes,mask=center --tasks all \
 		--output-dir runs/demo/constant --no-progress
-	@echo "demo results: runs/demo/*/results.json"
+	$(PYTHON) run_eval.py report runs/demo/oracle runs/demo/constant --out runs/demo/leaderboard
+	@echo "demo results: runs/demo/*/results.json, reports: runs/demo/*/report.html, runs/demo/leaderboard/"
 
 test: $(VENV)/.installed
 	$(PYTHON) -m pytest -q
+
+# Rerun every case of tests/golden/cases.json and rewrite its golden results file; review the diff
+# (git diff tests/golden) before committing. The replay case reads tests/golden/replay/mini.jsonl,
+# made once with `python -m reports.golden make-replay ORACLE_RUN_DIR tests/golden/replay/mini.jsonl`.
+golden: $(VENV)/.installed
+	$(PYTHON) -m reports.golden regenerate
 
 lint: $(VENV)/.installed
 	$(PYTHON) -m ruff check .

@@ -1,6 +1,7 @@
 """Command line: ``run_eval.py [run] --model NAME --tasks T1,T2 ...`` and its sub-commands.
 
-Sub-commands: ``run`` (the default), ``score RUN_DIR``, ``list tasks|models``, ``check-data``.
+Sub-commands: ``run`` (the default), ``score RUN_DIR``, ``list tasks|models``, ``check-data``,
+``report RUN_DIR... --out DIR`` (leaderboards) and ``compare BASELINE CURRENT`` (regression check).
 Bad input ends with a one-line ``error: ...`` and exit code 2, never a traceback.
 """
 
@@ -71,6 +72,27 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--tasks", required=True)
     check.add_argument("--task-args", default="")
     check.add_argument("--data-root", type=Path, default=None)
+    report = commands.add_parser("report", help="write leaderboard.{html,csv,md,tex} over run folders")
+    report.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="run folders (one row each)")
+    report.add_argument("--out", type=Path, required=True, help="folder for the leaderboard files")
+    compare = commands.add_parser(
+        "compare",
+        help="compare two runs; exit 1 when a metric got worse",
+        description="Print the metric differences of two runs. Exit status: 0 when no metric is worse than its "
+        "tolerance, 1 when one is (or disappeared), 2 when a run cannot be read.",
+    )
+    compare.add_argument("baseline", type=Path, metavar="BASELINE", help="the reference run folder")
+    compare.add_argument("current", type=Path, metavar="CURRENT", help="the run folder to check")
+    compare.add_argument(
+        "--tolerance",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="allowed worsening in results.json units (0.01 = 1 point); METRIC is task/metric, metric or *",
+    )
+    compare.add_argument("--bootstrap-iters", type=int, default=1000, help="paired bootstrap resamples (0 disables)")
+    compare.add_argument("--seed", type=int, default=0, help="seed of the paired bootstrap")
     return parser
 
 
@@ -126,6 +148,18 @@ def print_results(results: Results, output_dir: Path) -> None:
     print("\n".join(lines))
 
 
+def write_report(output_dir: Path) -> None:
+    """Write ``RUN_DIR/report.html``; a failure is a warning, since the results are already saved."""
+    from reports import write_run_report
+
+    try:
+        path = write_run_report(output_dir)
+    except Exception as error:
+        print(f"warning: report not written: {type(error).__name__}: {error}", file=sys.stderr)
+    else:
+        print(f"report: {path}")
+
+
 def command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Predict and score."""
     if args.limit is not None and args.limit < 1:
@@ -166,6 +200,7 @@ def command_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         distributed.close()
     if results is not None:
         print_results(results, output_dir)
+        write_report(output_dir)
     return 0
 
 
@@ -194,6 +229,7 @@ def command_score(args: argparse.Namespace, argv: Sequence[str]) -> int:
     results = evaluate(None, tasks, settings, model_info=model_info)
     assert results is not None
     print_results(results, args.run_dir)
+    write_report(args.run_dir)
     return 0
 
 
@@ -233,11 +269,34 @@ def command_check_data(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 1 if bad else 0
 
 
+def command_report(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Write the leaderboard files of several runs."""
+    from reports import write_leaderboard
+
+    for path in write_leaderboard(args.run_dirs, args.out).values():
+        print(path)
+    return 0
+
+
+def command_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Print the differences between two runs; 1 when a metric is worse than its tolerance."""
+    from reports.compare import compare_runs, format_comparison, parse_tolerances
+
+    tolerances = parse_tolerances(args.tolerance)
+    comparison = compare_runs(
+        args.baseline, args.current, tolerances, bootstrap_iters=args.bootstrap_iters, seed=args.seed
+    )
+    print(format_comparison(comparison))
+    return comparison.exit_code()
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Sequence[str]], int]] = {
     "run": command_run,
     "score": command_score,
     "list": command_list,
     "check-data": command_check_data,
+    "report": command_report,
+    "compare": command_compare,
 }
 
 

@@ -84,8 +84,7 @@ class LiraVisionConfig:
         _require(
             self.hidden_size % self.num_attention_heads == 0,
             where,
-            f"hidden_size {self.hidden_size} is not a multiple of "
-            f"num_attention_heads {self.num_attention_heads}",
+            f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}",
         )
         _require(
             self.image_size % self.patch_size == 0,
@@ -163,8 +162,7 @@ class LiraTextConfig:
         _require(
             self.hidden_size % self.num_attention_heads == 0,
             where,
-            f"hidden_size {self.hidden_size} is not a multiple of "
-            f"num_attention_heads {self.num_attention_heads}",
+            f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}",
         )
         _require(
             self.num_attention_heads % self.num_key_value_heads == 0,
@@ -172,9 +170,7 @@ class LiraTextConfig:
             f"num_attention_heads {self.num_attention_heads} is not a multiple of "
             f"num_key_value_heads {self.num_key_value_heads}",
         )
-        _require(
-            self.rope_type in ("default", "dynamic", "linear"), where, f"unknown rope_type {self.rope_type!r}"
-        )
+        _require(self.rope_type in ("default", "dynamic", "linear"), where, f"unknown rope_type {self.rope_type!r}")
         _require(self.rope_factor >= 1.0, where, f"rope_factor must be >= 1, got {self.rope_factor}")
         _require(
             self.rms_norm_eps > 0 and self.rope_theta > 0,
@@ -351,9 +347,7 @@ def vision_language_config_from_internvl(
     vwhere, lwhere = f"{source}: vision_config", f"{source}: llm_config"
 
     if vision.get("qk_normalization", False):
-        raise ValueError(
-            f"{vwhere}: qk_normalization=true (InternViT-6B) is not supported; LIRA uses InternViT-300M"
-        )
+        raise ValueError(f"{vwhere}: qk_normalization=true (InternViT-6B) is not supported; LIRA uses InternViT-300M")
     llm_type = llm.get("model_type")
     if llm_type != "internlm2":
         raise ValueError(f"{lwhere}: model_type {llm_type!r} is not supported; expected 'internlm2'")
@@ -403,9 +397,7 @@ def vision_language_config_from_internvl(
         pad_token_id=int(llm.get("pad_token_id", 2)),
     )
     if config_json.get("tie_word_embeddings", False) or llm.get("tie_word_embeddings", False):
-        raise ValueError(
-            f"{source}: tie_word_embeddings=true is not supported (InternLM2 has an untied `output`)"
-        )
+        raise ValueError(f"{source}: tie_word_embeddings=true is not supported (InternLM2 has an untied `output`)")
     return LiraVisionLanguageConfig(
         vision=vision_config,
         text=text_config,
@@ -513,9 +505,7 @@ class MaskDecoderConfig:
 
     def __post_init__(self) -> None:
         name = type(self).__name__
-        _check_seg(
-            self.num_layers > 0 and self.num_queries > 0, name, "num_layers and num_queries must be > 0"
-        )
+        _check_seg(self.num_layers > 0 and self.num_queries > 0, name, "num_layers and num_queries must be > 0")
 
 
 @dataclass(frozen=True)
@@ -547,9 +537,7 @@ class OmgSegConfig:
         c = self.hidden_size
         _check_seg(len(self.strides) == 4, name, f"strides must have 4 entries, got {self.strides}")
         _check_seg(c % 2 == 0, name, f"hidden_size must be even (sine encoding), got {c}")
-        _check_seg(
-            c % self.pixel_decoder.num_heads == 0, name, "hidden_size must divide by pixel_decoder.num_heads"
-        )
+        _check_seg(c % self.pixel_decoder.num_heads == 0, name, "hidden_size must divide by pixel_decoder.num_heads")
         _check_seg(c % self.decoder.num_heads == 0, name, "hidden_size must divide by decoder.num_heads")
         _check_seg(c % self.pixel_decoder.num_groups == 0, name, "hidden_size must divide by num_groups")
         _check_seg(self.pixel_shuffle_ratio >= 1, name, "pixel_shuffle_ratio must be >= 1")

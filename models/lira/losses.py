@@ -129,8 +129,7 @@ def seg_mask_losses(
     for k, logits in enumerate(mask_logits):
         if logits.dim() != 4 or logits.shape[:2] != (num_masks, 1):
             raise ValueError(
-                f"seg_mask_losses: prediction {k} has shape {tuple(logits.shape)}, "
-                f"expected ({num_masks}, 1, h, w)"
+                f"seg_mask_losses: prediction {k} has shape {tuple(logits.shape)}, expected ({num_masks}, 1, h, w)"
             )
     targets_map = gt_masks.unsqueeze(1)
     dice_total = mask_total = mask_logits[0].new_zeros(())
@@ -159,9 +158,7 @@ def seg_mask_losses(
 def projection_loss(reconstructed: Tensor, target: Tensor, weight: float = 10.0) -> Tensor:
     """Stage-1 `loss_proj`: `weight` · mean squared error (lira-model.md §8)."""
     if reconstructed.shape != target.shape:
-        raise ValueError(
-            f"projection_loss: shapes differ, {tuple(reconstructed.shape)} vs {tuple(target.shape)}"
-        )
+        raise ValueError(f"projection_loss: shapes differ, {tuple(reconstructed.shape)} vs {tuple(target.shape)}")
     return torch.mean((reconstructed - target) ** 2) * weight
 
 

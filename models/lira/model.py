@@ -58,10 +58,9 @@ from models.lira.segmentation import (
     OmgSegOutputs,
     seg_logits_to_masks,
 )
+from models.lira.tokenizer import IMAGE_TOKEN_INDEX
 from models.lira.vision import build_mlp1, build_vision_model, extract_internvl_features
 
-IMAGE_TOKEN_INDEX = -200
-"""xtuner's image placeholder in `input_ids`; each one takes the next visual sequence of its row."""
 IGNORE_INDEX = -100
 """Label of positions without a target (prompt, visual tokens, padding)."""
 

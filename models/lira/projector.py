@@ -164,9 +164,7 @@ class SefeProjector(nn.Module):
         pretrain_layout: bool = False,
     ) -> list[Tensor]:
         """See `SefeProjectorCore.forward`."""
-        return self.model(
-            clip_feature, query_pos_feat, attn_mask, internvl_embeds, pretrain_layout=pretrain_layout
-        )
+        return self.model(clip_feature, query_pos_feat, attn_mask, internvl_embeds, pretrain_layout=pretrain_layout)
 
 
 class TextToVisionProjector(nn.Module):

@@ -218,12 +218,8 @@ def multi_scale_deformable_attention(
         grid_l = sampling_grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
         # Contiguous operands: torch's CPU grid_sample intermittently returns NaN for strided bf16 input.
         value_l, grid_l = value_l.contiguous(), grid_l.contiguous()
-        sampled.append(
-            F.grid_sample(value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False)
-        )
-    weights = attention_weights.transpose(1, 2).reshape(
-        bs * num_heads, 1, num_queries, num_levels * num_points
-    )
+        sampled.append(F.grid_sample(value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False))
+    weights = attention_weights.transpose(1, 2).reshape(bs * num_heads, 1, num_queries, num_levels * num_points)
     output = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1)
     return output.view(bs, num_heads * head_dim, num_queries).transpose(1, 2).contiguous()
 
@@ -239,9 +235,7 @@ def mask_pool(features: Tensor, mask_logits: Tensor) -> Tensor:
         `(B, Q, C)`; an empty mask gives zeros.
     """
     if features.shape[-2:] != mask_logits.shape[-2:]:
-        mask_logits = F.interpolate(
-            mask_logits, size=features.shape[-2:], mode="bilinear", align_corners=False
-        )
+        mask_logits = F.interpolate(mask_logits, size=features.shape[-2:], mode="bilinear", align_corners=False)
     with torch.no_grad():
         mask = (mask_logits.detach() > 0).to(mask_logits.dtype)
         denorm = mask.sum(dim=(-1, -2), keepdim=True) + 1e-8
@@ -369,9 +363,7 @@ class ConvNextBlock(nn.Module):
 class ConvNextStage(nn.Module):
     """Optional downsample (LayerNorm2d + 2×2 stride-2 conv), then the blocks."""
 
-    def __init__(
-        self, in_dim: int, dim: int, depth: int, config: ConvNextConfig, *, downsample: bool
-    ) -> None:
+    def __init__(self, in_dim: int, dim: int, depth: int, config: ConvNextConfig, *, downsample: bool) -> None:
         super().__init__()
         if downsample:
             self.downsample = nn.Sequential(
@@ -487,17 +479,11 @@ class MultiScaleDeformableAttention(nn.Module):
         bs, num_query, _ = query.shape
         value = self.value_proj(query).view(bs, num_query, self.num_heads, -1)
         q = query + query_pos
-        offsets = self.sampling_offsets(q).view(
-            bs, num_query, self.num_heads, self.num_levels, self.num_points, 2
-        )
-        weights = self.attention_weights(q).view(
-            bs, num_query, self.num_heads, self.num_levels * self.num_points
-        )
+        offsets = self.sampling_offsets(q).view(bs, num_query, self.num_heads, self.num_levels, self.num_points, 2)
+        weights = self.attention_weights(q).view(bs, num_query, self.num_heads, self.num_levels * self.num_points)
         weights = weights.softmax(-1).view(bs, num_query, self.num_heads, self.num_levels, self.num_points)
         normalizer = torch.tensor([[w, h] for h, w in spatial_shapes], device=query.device)
-        locations = (
-            reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
-        )
+        locations = reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None, :]
         output = multi_scale_deformable_attention(value, spatial_shapes, locations, weights)
         return self.output_proj(output) + query
 
@@ -505,9 +491,7 @@ class MultiScaleDeformableAttention(nn.Module):
 class DeformableEncoderLayer(nn.Module):
     """Deformable-DETR encoder layer: deformable self-attention, norm, FFN, norm (post-norm)."""
 
-    def __init__(
-        self, dim: int, num_heads: int, num_levels: int, num_points: int, ffn: int, eps: float
-    ) -> None:
+    def __init__(self, dim: int, num_heads: int, num_levels: int, num_points: int, ffn: int, eps: float) -> None:
         super().__init__()
         self.self_attn = MultiScaleDeformableAttention(dim, num_heads, num_levels, num_points)
         self.ffn = FeedForward(dim, ffn)
@@ -571,9 +555,7 @@ class PixelDecoder(nn.Module):
         )
         self.encoder = DeformableEncoder(config)
         self.level_encoding = nn.Embedding(pd.num_levels, c)
-        self.lateral_convs = nn.ModuleList(
-            [ConvNorm(in_channels[0], c, 1, pd.num_groups, eps, bias=False, relu=False)]
-        )
+        self.lateral_convs = nn.ModuleList([ConvNorm(in_channels[0], c, 1, pd.num_groups, eps, bias=False, relu=False)])
         self.output_convs = nn.ModuleList([ConvNorm(c, c, 3, pd.num_groups, eps, bias=False, relu=True)])
         self.mask_feature = nn.Conv2d(c, c, kernel_size=1)
 
@@ -673,8 +655,7 @@ class MaskDecoder(nn.Module):
         super().__init__()
         c, dec = config.hidden_size, config.decoder
         self.layers = nn.ModuleList(
-            MaskDecoderLayer(c, dec.num_heads, dec.ffn_channels, config.norm_eps)
-            for _ in range(dec.num_layers)
+            MaskDecoderLayer(c, dec.num_heads, dec.ffn_channels, config.norm_eps) for _ in range(dec.num_layers)
         )
         self.post_norm = nn.LayerNorm(c, eps=config.norm_eps)
 
@@ -709,9 +690,7 @@ class OmgSegHead(nn.Module):
         self.mask_pooling_proj = nn.Sequential(nn.LayerNorm(c, eps=config.norm_eps), nn.Linear(c, c))
         cls_embed = torch.zeros(config.class_embed_dim, config.num_classes + 1, config.class_embed_prototypes)
         self.register_buffer("cls_embed", cls_embed, persistent=False)
-        self.register_buffer(
-            "logit_scale", torch.tensor(config.logit_scale, dtype=torch.float32), persistent=False
-        )
+        self.register_buffer("logit_scale", torch.tensor(config.logit_scale, dtype=torch.float32), persistent=False)
 
     def set_class_embeddings(self, embeddings: Tensor) -> None:
         """Install the open-vocabulary classifier.
@@ -728,9 +707,7 @@ class OmgSegHead(nn.Module):
                 f"{tuple(embeddings.shape)}; set OmgSegConfig.num_things_classes/num_stuff_classes/"
                 "class_embed_prototypes/class_embed_dim to match the file"
             )
-        background = torch.zeros(
-            1, expected[1], expected[2], dtype=embeddings.dtype, device=embeddings.device
-        )
+        background = torch.zeros(1, expected[1], expected[2], dtype=embeddings.dtype, device=embeddings.device)
         full = torch.cat([embeddings, background], dim=0).permute(2, 0, 1).contiguous()
         self.cls_embed.copy_(full.to(self.cls_embed))
 
@@ -771,9 +748,7 @@ class OmgSegHead(nn.Module):
             iou_logits = self.iou_embed(normed)
         attn = F.interpolate(mask_logits.detach(), target_size, mode="bilinear", align_corners=False)
         # Thresholded before the per-head repeat (the original repeats first; same values).
-        attn_mask = (
-            (attn.sigmoid() < 0.5).flatten(2).unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1)
-        )
+        attn_mask = (attn.sigmoid() < 0.5).flatten(2).unsqueeze(1).repeat(1, self.num_heads, 1, 1).flatten(0, 1)
         return DecoderPrediction(mask_logits, attn_mask, class_logits, iou_logits)
 
     def decode(
@@ -925,9 +900,7 @@ class OmgSegEncoder(nn.Module):
         """
         c = self.config.hidden_size
         if seg_queries.dim() != 2 or seg_queries.shape[1] != 2 * c:
-            raise ValueError(
-                f"decode_seg_queries: expected (N, {2 * c}) queries, got {tuple(seg_queries.shape)}"
-            )
+            raise ValueError(f"decode_seg_queries: expected (N, {2 * c}) queries, got {tuple(seg_queries.shape)}")
         if batch_idxs.shape != (seg_queries.shape[0],):
             raise ValueError(
                 f"decode_seg_queries: batch_idxs must have shape ({seg_queries.shape[0]},), "
@@ -935,9 +908,7 @@ class OmgSegEncoder(nn.Module):
             )
         num_images = memory.mask_features.shape[0]
         if seg_queries.shape[0] and (int(batch_idxs.min()) < 0 or int(batch_idxs.max()) >= num_images):
-            raise ValueError(
-                f"decode_seg_queries: batch_idxs must lie in [0, {num_images}), got {batch_idxs.tolist()}"
-            )
+            raise ValueError(f"decode_seg_queries: batch_idxs must lie in [0, {num_images}), got {batch_idxs.tolist()}")
         queries = seg_queries.to(self.panoptic_head.query_feat.weight.dtype).unsqueeze(1)
         return self.panoptic_head.decode(
             queries[:, :, :c],

@@ -32,9 +32,7 @@ def pixel_shuffle(features: torch.Tensor, scale_factor: float = 0.5) -> torch.Te
         ValueError: if the input is not 4-D or the grid does not divide by `1 / scale_factor`.
     """
     if features.dim() != 4:
-        raise ValueError(
-            f"pixel_shuffle expects (batch, rows, cols, channels), got shape {tuple(features.shape)}"
-        )
+        raise ValueError(f"pixel_shuffle expects (batch, rows, cols, channels), got shape {tuple(features.shape)}")
     factor = round(1 / scale_factor)
     if factor < 1 or abs(factor * scale_factor - 1.0) > 1e-9:
         raise ValueError(f"scale_factor must be 1/n for an integer n, got {scale_factor}")
@@ -100,8 +98,7 @@ def extract_internvl_features(
     expected = (vision.num_channels, vision.image_size, vision.image_size)
     if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != expected:
         raise ValueError(
-            f"pixel_values must have shape (tiles, {', '.join(map(str, expected))}), "
-            f"got {tuple(pixel_values.shape)}"
+            f"pixel_values must have shape (tiles, {', '.join(map(str, expected))}), got {tuple(pixel_values.shape)}"
         )
     last_hidden_state = vision_model(pixel_values=pixel_values.to(vision_model.dtype)).last_hidden_state
     return mlp1(shuffle_vision_tokens(last_hidden_state, config.downsample_ratio))

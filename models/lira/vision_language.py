@@ -50,8 +50,7 @@ def merge_image_features(
     count = int(placeholder.sum())
     if count != features.shape[0]:
         raise ValueError(
-            f"{count} image placeholder tokens (id {image_token_id}) but "
-            f"{features.shape[0]} image feature vectors"
+            f"{count} image placeholder tokens (id {image_token_id}) but {features.shape[0]} image feature vectors"
         )
     merged = inputs_embeds.clone()
     merged[placeholder] = features.to(merged.dtype)

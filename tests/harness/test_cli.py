@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, write_toy_data
+from harness_fixtures import REPO, write_toy_data
 
 
 def cli(args, env, cwd=None):

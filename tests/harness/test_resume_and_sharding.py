@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, write_toy_data
+from harness_fixtures import REPO, write_toy_data
 
 from harness.results import comparable, read_jsonl
 

@@ -117,9 +117,7 @@ def load_tensor_file(path: str | Path) -> StateDict:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # torch raises several types for bad or unsafe files
-            raise CheckpointError(
-                f"{path}: cannot be read with torch.load(weights_only=True): {error}"
-            ) from error
+            raise CheckpointError(f"{path}: cannot be read with torch.load(weights_only=True): {error}") from error
         return _as_state_dict(obj, path)
     raise CheckpointError(f"{path}: unknown weight file type {path.suffix!r} (.safetensors, .pth, .pt, .bin)")
 
@@ -266,9 +264,7 @@ class ConversionReport:
         return "\n".join(lines)
 
 
-def check_state_dict(
-    expected: Mapping[str, torch.Size], state_dict: Mapping[str, torch.Tensor], source: str
-) -> None:
+def check_state_dict(expected: Mapping[str, torch.Size], state_dict: Mapping[str, torch.Tensor], source: str) -> None:
     """Raise `CheckpointKeyError` unless `state_dict` has exactly the `expected` keys and shapes."""
     missing = [key for key in expected if key not in state_dict]
     unexpected = [key for key in state_dict if key not in expected]

@@ -107,8 +107,7 @@ def split_internlm2_wqkv(
     rows, hidden = wqkv.shape
     if rows % (num_heads + 2 * num_kv_heads):
         raise ValueError(
-            f"wqkv has {rows} rows, not a multiple of num_heads + 2·num_kv_heads "
-            f"= {num_heads + 2 * num_kv_heads}"
+            f"wqkv has {rows} rows, not a multiple of num_heads + 2·num_kv_heads = {num_heads + 2 * num_kv_heads}"
         )
     head_dim = rows // (num_heads + 2 * num_kv_heads)
     grouped = wqkv.reshape(num_kv_heads, group + 2, head_dim, hidden)
@@ -286,9 +285,7 @@ def load_internvl_folder(
     Returns:
         The model in eval mode and the conversion report.
     """
-    checkpoint = read_internvl_folder(
-        folder, chat_tokens=chat_tokens, attn_implementation=attn_implementation
-    )
+    checkpoint = read_internvl_folder(folder, chat_tokens=chat_tokens, attn_implementation=attn_implementation)
     source = ", ".join(str(path) for path in checkpoint.files)
     converted, report = convert_internvl_state_dict(checkpoint.state_dict, checkpoint.config, source=source)
     model = build_vision_language(checkpoint.config, converted, dtype=dtype, device=device, source=source)

@@ -213,9 +213,7 @@ def apply_lira_delta(
             raise CheckpointError(f"{key} has {rows} rows, more than the model vocabulary {vocab_size}")
         if rows < vocab_size:
             state_dict[key] = pad_vocabulary_rows(state_dict[key], vocab_size, fill="mean")
-            report.operations.append(
-                f"{key}: base vocabulary {rows} → {vocab_size} rows, new rows = row mean"
-            )
+            report.operations.append(f"{key}: base vocabulary {rows} → {vocab_size} rows, new rows = row mean")
     if delta is None:
         return report
     report.sources.append(source)
@@ -225,18 +223,14 @@ def apply_lira_delta(
     for key, tensor in delta.full.items():
         rows = tensor.shape[0]
         if rows > vocab_size:
-            raise CheckpointError(
-                f"{source}: {key} has {rows} rows, more than the model vocabulary {vocab_size}"
-            )
+            raise CheckpointError(f"{source}: {key} has {rows} rows, more than the model vocabulary {vocab_size}")
         width = config.text.hidden_size
         if tensor.dim() != 2 or tensor.shape[1] != width:
             mismatched.append(f"{key}: checkpoint {tuple(tensor.shape)}, expected (rows, {width})")
             continue
         if rows < vocab_size:
             tensor = pad_vocabulary_rows(tensor, vocab_size, fill="mean")
-            report.operations.append(
-                f"{key}: {source} has {rows} rows, padded to {vocab_size} with the row mean"
-            )
+            report.operations.append(f"{key}: {source} has {rows} rows, padded to {vocab_size} with the row mean")
             if key == HEAD_KEY and key in lora_pairs:
                 lora_a, lora_b = lora_pairs[key]
                 lora_pairs[key] = (lora_a, pad_vocabulary_rows(lora_b, vocab_size, fill="zeros"))
@@ -297,8 +291,7 @@ def read_lira_internvl_folder(internvl_folder: str | Path, vl_config: LiraVision
     folder_vocab = checkpoint.config.text.vocab_size
     if folder_vocab > vl_config.text.vocab_size:
         raise CheckpointError(
-            f"{internvl_folder}: vocabulary {folder_vocab} is larger than the LIRA config's "
-            f"{vl_config.text.vocab_size}"
+            f"{internvl_folder}: vocabulary {folder_vocab} is larger than the LIRA config's {vl_config.text.vocab_size}"
         )
     comparable = dataclasses.replace(
         checkpoint.config,

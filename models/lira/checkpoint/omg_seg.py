@@ -112,8 +112,7 @@ def read_class_embeddings(path: str | Path) -> Tensor:
     norms = content.float().norm(p=2, dim=-1)
     if not torch.allclose(norms, torch.ones_like(norms)):
         raise ValueError(
-            f"{path}: class-embedding rows must have unit L2 norm; "
-            f"max deviation {(norms - 1).abs().max():.3g}"
+            f"{path}: class-embedding rows must have unit L2 norm; max deviation {(norms - 1).abs().max():.3g}"
         )
     return content
 
@@ -150,9 +149,7 @@ def convert_omg_seg_state_dict(
             converted[key] = tensor
     missing = [key for key in model_shapes if key not in converted and key not in state_dict]
     if missing or unexpected or wrong_shape:
-        raise CheckpointKeyError(
-            f"{source} (OMG-Seg)", missing=missing, unexpected=unexpected, mismatched=wrong_shape
-        )
+        raise CheckpointKeyError(f"{source} (OMG-Seg)", missing=missing, unexpected=unexpected, mismatched=wrong_shape)
     return converted, tuple(ignored)
 
 

@@ -67,9 +67,7 @@ def test_original_layout_is_the_fixture_file() -> None:
     assert len(_original_layout()) == 204
 
 
-def test_tensors_land_where_they_must(
-    tmp_path: Path, synthetic: dict[str, Tensor], class_embeddings: Tensor
-) -> None:
+def test_tensors_land_where_they_must(tmp_path: Path, synthetic: dict[str, Tensor], class_embeddings: Tensor) -> None:
     weights = _write_pth(tmp_path / "omg_seg_convl.pth", {"state_dict": synthetic, "meta": {"epoch": 12}})
     classes = _write_pth(tmp_path / "classes.pth", class_embeddings)
     model = OmgSegEncoder(OMG_SEG_TINY)
@@ -96,12 +94,8 @@ def test_tensors_land_where_they_must(
         "panoptic_head.pixel_decoder.encoder.layers.0.ffn.layers.0.0.weight": pixel.encoder.layers[0]
         .ffn.layers[0][0]
         .weight,
-        "panoptic_head.pixel_decoder.encoder.layers.0.ffn.layers.1.bias": pixel.encoder.layers[0]
-        .ffn.layers[1]
-        .bias,
-        "panoptic_head.pixel_decoder.encoder.layers.1.norms.1.weight": pixel.encoder.layers[1]
-        .norms[1]
-        .weight,
+        "panoptic_head.pixel_decoder.encoder.layers.0.ffn.layers.1.bias": pixel.encoder.layers[0].ffn.layers[1].bias,
+        "panoptic_head.pixel_decoder.encoder.layers.1.norms.1.weight": pixel.encoder.layers[1].norms[1].weight,
         "panoptic_head.pixel_decoder.level_encoding.weight": pixel.level_encoding.weight,
         "panoptic_head.pixel_decoder.lateral_convs.0.conv.weight": pixel.lateral_convs[0].conv.weight,
         "panoptic_head.pixel_decoder.output_convs.0.gn.weight": pixel.output_convs[0].gn.weight,

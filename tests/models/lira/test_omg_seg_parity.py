@@ -84,9 +84,7 @@ def computed(encoder: OmgSegEncoder, expected: dict[str, Tensor]) -> dict[str, T
         got.update({f"pixdec.multi_scale_memory{i}": m for i, m in enumerate(memory.multi_scale_memories)})
         for level in (0, 1):
             h, w = memory.multi_scale_memories[level].shape[-2:]
-            got[f"decoder.pos_embed{level}"] = sine_positional_encoding_3d(
-                h, w, OMG_SEG_TINY.hidden_size // 2
-            )
+            got[f"decoder.pos_embed{level}"] = sine_positional_encoding_3d(h, w, OMG_SEG_TINY.hidden_size // 2)
         got.update({f"decoder.layer{i}.query": q for i, q in enumerate(decoded.layer_queries)})
         for k, pred in enumerate(decoded.predictions):
             got[f"decoder.pred{k}.cls_iou"] = torch.cat([pred.class_logits, pred.iou_logits], dim=-1)
@@ -201,10 +199,7 @@ def test_tiny_presets_match_fixture_configs() -> None:
     )
     assert SEFE_PROJECTOR_TINY.feat_channels == projector["resolved"]["feat_channels"]
     t2v = configs["projector_text2vision"]["config_kwargs"]
-    assert (
-        TextToVisionConfig(t2v["visual_hidden_size"], t2v["llm_hidden_size"], t2v["depth"])
-        == TEXT_TO_VISION_TINY
-    )
+    assert TextToVisionConfig(t2v["visual_hidden_size"], t2v["llm_hidden_size"], t2v["depth"]) == TEXT_TO_VISION_TINY
 
 
 def test_full_size_presets_match_reference_note() -> None:

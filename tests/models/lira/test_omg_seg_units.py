@@ -60,9 +60,7 @@ def _sample(value_map: list[list[float]], points: list[tuple[float, float]], wei
         ((1.3, 0.5), 0.0),  # beyond half a pixel outside
     ],
 )
-def test_deformable_sampling_is_bilinear_with_zero_padding(
-    point: tuple[float, float], expected: float
-) -> None:
+def test_deformable_sampling_is_bilinear_with_zero_padding(point: tuple[float, float], expected: float) -> None:
     assert _sample([[1.0, 2.0], [3.0, 4.0]], [point], [1.0]) == pytest.approx(expected, abs=1e-6)
 
 
@@ -151,9 +149,7 @@ def test_panoptic_pixel_queries_chunking_changes_nothing() -> None:
     mask_logits = torch.randn(7, 12, 12, generator=generator) * 4
     query_pos_feat = torch.randn(7, 6, generator=generator)
     whole = panoptic_pixel_queries(class_logits, mask_logits, query_pos_feat, (48, 48), (3, 3))
-    one_by_one = panoptic_pixel_queries(
-        class_logits, mask_logits, query_pos_feat, (48, 48), (3, 3), chunk_elements=1
-    )
+    one_by_one = panoptic_pixel_queries(class_logits, mask_logits, query_pos_feat, (48, 48), (3, 3), chunk_elements=1)
     assert torch.equal(whole[0], one_by_one[0]) and torch.equal(whole[1], one_by_one[1])
 
 
@@ -211,18 +207,10 @@ def test_seg_queries_decode_against_the_indexed_image(encoder: OmgSegEncoder) ->
     mixed = encoder.decode_seg_queries(queries, memory, torch.tensor([1, 0, 1])).predictions[-1].mask_logits
 
     def single(b: int) -> OmgSegMemory:
-        return OmgSegMemory(
-            memory.mask_features[b : b + 1], tuple(m[b : b + 1] for m in memory.multi_scale_memories)
-        )
+        return OmgSegMemory(memory.mask_features[b : b + 1], tuple(m[b : b + 1] for m in memory.multi_scale_memories))
 
-    alone0 = (
-        encoder.decode_seg_queries(queries[1:2], single(0), torch.tensor([0])).predictions[-1].mask_logits
-    )
-    alone1 = (
-        encoder.decode_seg_queries(queries[[0, 2]], single(1), torch.tensor([0, 0]))
-        .predictions[-1]
-        .mask_logits
-    )
+    alone0 = encoder.decode_seg_queries(queries[1:2], single(0), torch.tensor([0])).predictions[-1].mask_logits
+    alone1 = encoder.decode_seg_queries(queries[[0, 2]], single(1), torch.tensor([0, 0])).predictions[-1].mask_logits
     torch.testing.assert_close(mixed[[0, 2]], alone1, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(mixed[1:2], alone0, rtol=1e-5, atol=1e-5)
     swapped = encoder.decode_seg_queries(queries[1:2], memory, torch.tensor([1])).predictions[-1].mask_logits
@@ -238,9 +226,7 @@ def test_seg_decoding_returns_all_maps_and_passes_gradients(encoder: OmgSegEncod
     sum(p.mask_logits.sum() for p in decoded.predictions).backward()
     assert queries.grad is not None and queries.grad.abs().sum() > 0
     assert all(p.grad is None and not p.requires_grad for p in encoder.parameters())
-    last_only = encoder.decode_seg_queries(
-        queries, memory, torch.zeros(2, dtype=torch.long), keep_intermediate=False
-    )
+    last_only = encoder.decode_seg_queries(queries, memory, torch.zeros(2, dtype=torch.long), keep_intermediate=False)
     assert len(last_only.predictions) == 1
     torch.testing.assert_close(last_only.predictions[0].mask_logits, decoded.predictions[-1].mask_logits)
 
@@ -255,9 +241,7 @@ def test_low_precision_runs_without_nan() -> None:
         assert outputs.clip_feature.dtype == torch.bfloat16
         assert torch.isfinite(outputs.clip_feature).all() and torch.isfinite(outputs.query_pos_feat).all()
     queries = torch.randn(2, 128, dtype=torch.bfloat16)
-    logits = model.decode_seg_queries(queries, outputs.memory, torch.zeros(2, dtype=torch.long)).predictions[
-        -1
-    ]
+    logits = model.decode_seg_queries(queries, outputs.memory, torch.zeros(2, dtype=torch.long)).predictions[-1]
     assert torch.isfinite(logits.mask_logits).all()
 
 
@@ -286,9 +270,7 @@ def test_one_step_through_the_frozen_decoder_lowers_the_mask_losses(encoder: Omg
 
     def total() -> torch.Tensor:
         queries = text_to_vision(hidden)
-        predictions = encoder.decode_seg_queries(
-            queries, memory, torch.zeros(2, dtype=torch.long)
-        ).predictions
+        predictions = encoder.decode_seg_queries(queries, memory, torch.zeros(2, dtype=torch.long)).predictions
         # Uniform points only, same seed: both evaluations read the same points.
         config = MaskLossConfig(num_points=2000, importance_sample_ratio=0.0)
         generator = torch.Generator().manual_seed(6)

@@ -45,9 +45,7 @@ def _randomise(module: torch.nn.Module, seed: int) -> None:
 
 def test_state_dict_keys_are_the_checkpoint_keys() -> None:
     assert set(SefeProjector(SEFE_PROJECTOR_TINY).state_dict()) == _fixture_keys("projector.")
-    assert set(TextToVisionProjector(TEXT_TO_VISION_TINY).state_dict()) == _fixture_keys(
-        "projector_text2vision."
-    )
+    assert set(TextToVisionProjector(TEXT_TO_VISION_TINY).state_dict()) == _fixture_keys("projector_text2vision.")
 
 
 def test_full_size_shapes() -> None:
@@ -150,9 +148,7 @@ def test_pretrain_reconstruction_keeps_all_but_all_pixel_winners() -> None:
     attn_mask = torch.ones(2, 3, 4, dtype=torch.bool)
     attn_mask[0, 1] = False
     attn_mask[1, :, :2] = torch.tensor([[False, True], [True, False], [True, True]])
-    reconstructed, target = pretrain_query_reconstruction(
-        projector, text_to_vision, query_pos_feat, attn_mask
-    )
+    reconstructed, target = pretrain_query_reconstruction(projector, text_to_vision, query_pos_feat, attn_mask)
     expected_rows = [
         query_pos_feat[0, 0],
         query_pos_feat[0, 2],

@@ -58,9 +58,7 @@ def test_uncertain_points_prefer_logits_near_zero() -> None:
 
 
 def test_uncertain_points_all_random_when_ratio_zero() -> None:
-    coords = uncertain_point_coords(
-        torch.zeros(1, 1, 4, 4), 10, 2.0, 0.0, generator=torch.Generator().manual_seed(1)
-    )
+    coords = uncertain_point_coords(torch.zeros(1, 1, 4, 4), 10, 2.0, 0.0, generator=torch.Generator().manual_seed(1))
     generator = torch.Generator().manual_seed(1)
     torch.rand(1, 20, 2, generator=generator)  # the oversampled candidates are drawn first
     assert torch.equal(coords, torch.rand(1, 10, 2, generator=generator))

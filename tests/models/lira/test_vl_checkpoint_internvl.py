@@ -108,13 +108,9 @@ def test_rules_do_not_match_foreign_keys(key: str) -> None:
     assert match_rule(key, INTERNVL_RULES) is None
 
 
-@pytest.mark.parametrize(
-    ("num_heads", "num_kv_heads", "head_dim"), [(4, 2, 16), (6, 2, 8), (8, 8, 4), (4, 1, 4)]
-)
+@pytest.mark.parametrize(("num_heads", "num_kv_heads", "head_dim"), [(4, 2, 16), (6, 2, 8), (8, 8, 4), (4, 1, 4)])
 def test_wqkv_split_matches_row_arithmetic(num_heads: int, num_kv_heads: int, head_dim: int) -> None:
-    wqkv = torch.randn(
-        (num_heads + 2 * num_kv_heads) * head_dim, 5, generator=torch.Generator().manual_seed(3)
-    )
+    wqkv = torch.randn((num_heads + 2 * num_kv_heads) * head_dim, 5, generator=torch.Generator().manual_seed(3))
     expected = syn.independent_wqkv_split(wqkv, num_heads, num_kv_heads)
     for actual, reference in zip(split_internlm2_wqkv(wqkv, num_heads, num_kv_heads), expected, strict=True):
         assert not reference.isnan().any()
@@ -161,17 +157,11 @@ def test_synthetic_folder_tensors_land_where_they_must(
     for head in range(heads):
         g, slot = divmod(head, group)
         start = (g * (group + 2) + slot) * d
-        assert torch.equal(
-            state[attention + "q_proj.weight"][head * d : (head + 1) * d], wqkv[start : start + d]
-        )
+        assert torch.equal(state[attention + "q_proj.weight"][head * d : (head + 1) * d], wqkv[start : start + d])
     for g in range(kv_heads):
         k_start = (g * (group + 2) + group) * d
-        assert torch.equal(
-            state[attention + "k_proj.weight"][g * d : (g + 1) * d], wqkv[k_start : k_start + d]
-        )
-        assert torch.equal(
-            state[attention + "v_proj.weight"][g * d : (g + 1) * d], wqkv[k_start + d : k_start + 2 * d]
-        )
+        assert torch.equal(state[attention + "k_proj.weight"][g * d : (g + 1) * d], wqkv[k_start : k_start + d])
+        assert torch.equal(state[attention + "v_proj.weight"][g * d : (g + 1) * d], wqkv[k_start + d : k_start + 2 * d])
 
     # InternViT qkv of layer 0: [q | k | v] thirds, weight and bias.
     c = syn.VISION["hidden"]
@@ -242,10 +232,7 @@ def test_wrong_shapes_are_named(tmp_path: Path, original: dict[str, torch.Tensor
     with pytest.raises(CheckpointKeyError) as caught:
         load_internvl_folder(folder, chat_tokens=CHAT)
     message = str(caught.value)
-    assert (
-        "language_model.model.layers.0.attention.wqkv.weight: checkpoint (70, 48), expected 80 rows"
-        in message
-    )
+    assert "language_model.model.layers.0.attention.wqkv.weight: checkpoint (70, 48), expected 80 rows" in message
     assert "mlp1.linear_1.weight: checkpoint (48, 100), model (48, 128)" in message
 
 
@@ -261,9 +248,7 @@ def test_shard_without_its_listed_key_is_named(tmp_path: Path, original: dict[st
 
 
 @pytest.mark.parametrize(("dtype", "name"), [(torch.bfloat16, "bf16"), (torch.float16, "fp16")])
-def test_low_precision_load(
-    tmp_path: Path, original: dict[str, torch.Tensor], dtype: torch.dtype, name: str
-) -> None:
+def test_low_precision_load(tmp_path: Path, original: dict[str, torch.Tensor], dtype: torch.dtype, name: str) -> None:
     folder = syn.write_internvl_folder(tmp_path / name, original, "single")
     model, _ = load_internvl_folder(folder, chat_tokens=CHAT, dtype=name)
     assert {parameter.dtype for parameter in model.parameters()} == {dtype}

@@ -157,9 +157,7 @@ def test_lora_merge_and_split(tmp_path: Path, internvl_folder: tuple[Path, dict[
             delta[f"{peft}{module}.lora_A.default.weight"],
             delta[f"{peft}{module}.lora_B.default.weight"],
         )
-        torch.testing.assert_close(
-            state[f"language_model.model.layers.1.{target}.weight"], expected, rtol=0, atol=1e-5
-        )
+        torch.testing.assert_close(state[f"language_model.model.layers.1.{target}.weight"], expected, rtol=0, atol=1e-5)
 
     # Head and embeddings come from the .pth, not from the InternVL2 folder.
     head = merged(
@@ -189,9 +187,7 @@ def test_lora_merge_and_split(tmp_path: Path, internvl_folder: tuple[Path, dict[
     assert any("merged 11 LoRA pairs (rank 4, scale alpha/r = 2)" in line for line in report.operations)
 
 
-def test_vocabulary_padding_rule(
-    tmp_path: Path, internvl_folder: tuple[Path, dict[str, torch.Tensor]]
-) -> None:
+def test_vocabulary_padding_rule(tmp_path: Path, internvl_folder: tuple[Path, dict[str, torch.Tensor]]) -> None:
     """A .pth with 43 vocabulary rows for a 46-token model: embeddings and head padded with their row mean,
     the head's lora_B with zeros (so the merged padded head rows are exactly the mean)."""
     folder, _ = internvl_folder
@@ -227,9 +223,7 @@ def test_without_pth_the_base_vocabulary_grows(internvl_folder: tuple[Path, dict
     assert passthrough == {}
 
 
-def test_stage1_file_without_lora(
-    tmp_path: Path, internvl_folder: tuple[Path, dict[str, torch.Tensor]]
-) -> None:
+def test_stage1_file_without_lora(tmp_path: Path, internvl_folder: tuple[Path, dict[str, torch.Tensor]]) -> None:
     folder, base = internvl_folder
     generator = torch.Generator().manual_seed(5)
     stage1 = {
@@ -257,9 +251,7 @@ def test_lora_half_without_partner_is_named(tmp_path: Path) -> None:
     assert caught.value.missing == ["lora_B of language_model.model.layers.0.attention.wo.weight"]
 
 
-def test_missing_lora_pair_is_named(
-    tmp_path: Path, internvl_folder: tuple[Path, dict[str, torch.Tensor]]
-) -> None:
+def test_missing_lora_pair_is_named(tmp_path: Path, internvl_folder: tuple[Path, dict[str, torch.Tensor]]) -> None:
     folder, _ = internvl_folder
     tensors = syn.lira_pth_tensors(rank=RANK, vocab_rows=syn.LIRA_VOCAB)
     for half in ("A", "B"):
@@ -270,9 +262,7 @@ def test_missing_lora_pair_is_named(
     assert caught.value.missing == ["LoRA for language_model.model.layers.1.feed_forward.w3.weight"]
 
 
-def test_rank_mismatch_is_reported(
-    tmp_path: Path, internvl_folder: tuple[Path, dict[str, torch.Tensor]]
-) -> None:
+def test_rank_mismatch_is_reported(tmp_path: Path, internvl_folder: tuple[Path, dict[str, torch.Tensor]]) -> None:
     folder, _ = internvl_folder
     torch.save(syn.lira_pth_tensors(rank=RANK, vocab_rows=syn.LIRA_VOCAB), tmp_path / "r4.pth")
     with pytest.raises(CheckpointKeyError, match=r"expected A \(8, 48\), B \(80, 8\) \(rank 8\)"):
@@ -292,12 +282,8 @@ def test_folder_must_match_the_lira_config(internvl_folder: tuple[Path, dict[str
     folder, _ = internvl_folder
     config = lira_config()
     wrong_text = dataclasses.replace(config.vision_language.text, intermediate_size=96)
-    config = dataclasses.replace(
-        config, vision_language=dataclasses.replace(config.vision_language, text=wrong_text)
-    )
-    with pytest.raises(
-        CheckpointError, match=r"vision_language\.text\.intermediate_size: folder 72, LIRA config 96"
-    ):
+    config = dataclasses.replace(config, vision_language=dataclasses.replace(config.vision_language, text=wrong_text))
+    with pytest.raises(CheckpointError, match=r"vision_language\.text\.intermediate_size: folder 72, LIRA config 96"):
         load_lira_vision_language(folder, None, config)
 
 

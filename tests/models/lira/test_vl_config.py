@@ -128,9 +128,7 @@ def test_presets() -> None:
 
     tiny = preset("lira-tiny")
     assert tiny.vision_language.text.vocab_size == 306
-    assert tiny.added_tokens == LiraAddedTokenIds(
-        seg=300, p_start=301, p_end=302, region=303, mark=304, image_id=305
-    )
+    assert tiny.added_tokens == LiraAddedTokenIds(seg=300, p_start=301, p_end=302, region=303, mark=304, image_id=305)
     assert tiny.vision_language.chat_tokens == TINY_CHAT
     with pytest.raises(KeyError, match="unknown LIRA preset 'lira-3b'"):
         preset("lira-3b")
@@ -147,9 +145,7 @@ def test_config_json_round_trip() -> None:
 def test_from_dict_names_bad_fields() -> None:
     data = preset("lira-tiny").to_dict()
     data["vision_language"]["text"]["hidden_sise"] = 64
-    with pytest.raises(
-        ValueError, match=r"LiraConfig\.vision_language\.text: unknown field\(s\) \['hidden_sise'\]"
-    ):
+    with pytest.raises(ValueError, match=r"LiraConfig\.vision_language\.text: unknown field\(s\) \['hidden_sise'\]"):
         LiraConfig.from_dict(data)
 
 
@@ -177,9 +173,7 @@ def test_from_dict_names_bad_fields() -> None:
             r"chat_tokens.im_end = 92542 is outside the vocabulary \[0, 92000\)",
         ),
         (
-            lambda: LiraConfig(
-                added_tokens=LiraAddedTokenIds()
-            ),  # default VL vocabulary 92553 has no LIRA tokens
+            lambda: LiraConfig(added_tokens=LiraAddedTokenIds()),  # default VL vocabulary 92553 has no LIRA tokens
             r"added_tokens.seg = 92553 is outside the vocabulary \[0, 92553\)",
         ),
         (lambda: LiraLoraConfig(target_modules=("wqkv", "lm_head")), r"unknown target_modules \['lm_head'\]"),
@@ -220,9 +214,7 @@ def _edited(data: dict, path: tuple[str, ...], value: object) -> dict:
         (("tie_word_embeddings",), True, "tie_word_embeddings=true is not supported"),
     ],
 )
-def test_parse_errors_name_the_field(
-    fixture_json: dict, path: tuple[str, ...], value: object, message: str
-) -> None:
+def test_parse_errors_name_the_field(fixture_json: dict, path: tuple[str, ...], value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         vision_language_config_from_internvl(_edited(fixture_json, path, value), chat_tokens=TINY_CHAT)
 

@@ -84,16 +84,12 @@ def test_extract_features_shapes_and_checks(tiny_config: LiraVisionLanguageConfi
     with torch.no_grad():
         features = model.extract_internvl_features(torch.randn(3, 3, 56, 56))
     assert features.shape == (3, tiny_config.tokens_per_tile, tiny_config.text.hidden_size)
-    with pytest.raises(
-        ValueError, match=r"pixel_values must have shape \(tiles, 3, 56, 56\), got \(3, 3, 448, 448\)"
-    ):
+    with pytest.raises(ValueError, match=r"pixel_values must have shape \(tiles, 3, 56, 56\), got \(3, 3, 448, 448\)"):
         model.extract_internvl_features(torch.randn(3, 3, 448, 448))
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
-def test_save_load_round_trip_is_bit_exact(
-    tmp_path: Path, tiny_config: LiraVisionLanguageConfig, dtype: str
-) -> None:
+def test_save_load_round_trip_is_bit_exact(tmp_path: Path, tiny_config: LiraVisionLanguageConfig, dtype: str) -> None:
     torch.manual_seed(1)
     # Built directly in the dtype: `.to(bfloat16)` would also round the float32 rotary buffer.
     with empty_weights(resolve_dtype(dtype), "cpu"):

@@ -92,9 +92,7 @@ def internvl_tensors(seed: int = 0) -> dict[str, torch.Tensor]:
     tensors = {
         "vision_model.embeddings.class_embedding": randn(1, 1, c),
         "vision_model.embeddings.position_embedding": randn(1, grid * grid + 1, c),
-        "vision_model.embeddings.patch_embedding.weight": randn(
-            c, 3, VISION["patch_size"], VISION["patch_size"]
-        ),
+        "vision_model.embeddings.patch_embedding.weight": randn(c, 3, VISION["patch_size"], VISION["patch_size"]),
         "vision_model.embeddings.patch_embedding.bias": randn(c),
     }
     for layer in range(VISION["layers"]):
