@@ -97,15 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _resolve_tasks(spec: str, task_args: str) -> tuple[list, dict[str, str], dict[str, list[str]]]:
+    """Tasks of ``spec`` with their options, and every group whose tasks all run (for group means)."""
     names = expand_task_names(spec)
     plain = [get_task(name) for name in names]
     routed = split_task_arguments(task_args, names, {task.name: task.family for task in plain})
     tasks = [get_task(name, routed[name]) if routed[name] else task for name, task in zip(names, plain, strict=True)]
-    groups = {
-        name: expand_task_names(name)
-        for name in (part.strip() for part in spec.split(","))
-        if name == "all" or (name in TASKS and isinstance(TASKS.get(name), TaskGroup))
-    }
+    chosen = set(names)
+    groups = {}
+    for name in TASKS.names():
+        if isinstance(TASKS.get(name), TaskGroup):
+            members = expand_task_names(name)
+            if set(members) <= chosen:
+                groups[name] = members
     return tasks, routed, groups
 
 
@@ -121,30 +124,49 @@ def _format_value(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
 
 
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for number, row in enumerate(rows):
+        cells = [
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if number == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    return lines
+
+
 def print_results(results: Results, output_dir: Path) -> None:
-    """A plain-text table of every task's metrics (percentages) and where the outputs are."""
-    lines = [f"model: {results['model']['name']}  ({results['model']['fingerprint'][:12]})"]
-    header = f"{'task':<28} {'metric':<14} {'value':>8}  {'95% interval':<17} {'n':>6} {'failed':>6}"
-    lines += [header, "-" * len(header)]
+    """Tables of every task's metrics (percentages), one table per set of metrics, and where the outputs are."""
+    lines = [f"model: {results['model']['name']}  (fingerprint {results['model']['fingerprint'][:12]})"]
+    by_metrics: dict[tuple[str, ...], list[str]] = {}
     for name, task in results["tasks"].items():
-        first = True
-        for metric, value in task["metrics"].items():
-            interval = task["intervals"].get(metric)
-            shown = f"[{_format_value(interval[0])}, {_format_value(interval[1])}]" if interval else ""
-            counts = f"{task['n_samples']:>6} {task['n_failed']:>6}" if first else ""
-            lines.append(f"{name if first else '':<28} {metric:<14} {_format_value(value):>8}  {shown:<17} {counts}")
-            first = False
-        if not task["metrics"]:
-            lines.append(f"{name:<28} {'(no metrics)':<14}")
-        if task["failures"]:
-            reasons = ", ".join(f"{reason}: {count}" for reason, count in task["failures"].items())
-            lines.append(f"{'':<28} failures: {reasons}")
-    for group, metrics in results["groups"].items():
-        for metric, value in metrics.items():
-            lines.append(f"{group + ' (mean)':<28} {metric:<14} {_format_value(value):>8}")
-    lines.append("values are percentages of the fractions stored in results.json")
-    lines.append(f"results: {output_dir / 'results.json'}")
-    lines.append(f"samples: {output_dir / 'samples'}")
+        by_metrics.setdefault(tuple(task["metrics"]), []).append(name)
+    for metric_names, task_names in by_metrics.items():
+        rows = [["task", "n", "failed", *metric_names]]
+        for name in task_names:
+            task = results["tasks"][name]
+            values = [_format_value(task["metrics"][metric]) for metric in metric_names]
+            rows.append([name, str(task["n_samples"]), str(task["n_failed"]), *values])
+        for group, means in results["groups"].items():
+            if tuple(means) == metric_names:
+                rows.append([f"{group} (mean)", "", "", *(_format_value(means[m]) for m in metric_names)])
+        lines += ["", *_table(rows)]
+    failures = [
+        f"{name}: " + ", ".join(f"{reason}: {count}" for reason, count in task["failures"].items())
+        for name, task in results["tasks"].items()
+        if task["failures"]
+    ]
+    if failures:
+        lines += ["", "failed samples (left out of the metrics; see the samples log):", *failures]
+    lines += [
+        "",
+        "values are percentages of the fractions in results.json, which also holds 95% bootstrap intervals",
+        f"results: {output_dir / 'results.json'}",
+        f"samples: {output_dir / 'samples'}",
+    ]
     print("\n".join(lines))
 
 
@@ -249,7 +271,8 @@ def command_list(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def command_check_data(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    """Report, per task, which annotation files are present, missing or malformed; exit 1 if any is not OK."""
+    """Report, per task, which annotation files are present, missing or malformed, and whether every image
+    the samples name exists; exit 1 if anything is not OK."""
     tasks, _, _ = _resolve_tasks(args.tasks, args.task_args)
     data_root = _data_root(args.data_root)
     bad = 0
@@ -260,12 +283,18 @@ def command_check_data(args: argparse.Namespace, argv: Sequence[str]) -> int:
             bad += 1
             continue
         try:
-            count = len(task.samples(data_root))
+            samples = task.samples(data_root)
         except UserError as error:
             bad += 1
             print(f"{task.name:<24} MALFORMED: {error}")
+            continue
+        images = sorted({sample.image for sample in samples})
+        absent = [image for image in images if not Path(image).is_file()]
+        if absent:
+            bad += 1
+            print(f"{task.name:<24} MISSING {len(absent)} of {len(images)} images, e.g. {absent[0]}")
         else:
-            print(f"{task.name:<24} ok: {count} samples")
+            print(f"{task.name:<24} ok: {len(samples)} samples, {len(images)} images")
     return 1 if bad else 0
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import rlemasklib
 from pycocotools import mask as coco_mask
 
 from harness.errors import SampleError
@@ -70,6 +71,11 @@ def from_polygons(polygons: Sequence[Sequence[float]], height: int, width: int) 
 def validate(value: Any, expected_size: tuple[int, int] | None = None, *, what: str = "mask") -> RLE:
     """Check that ``value`` is a decodable RLE (of ``expected_size`` = (h, w) when given).
 
+    The counts string is decoded exactly as pycocotools reads it (uint32 runs) and must cover the
+    ``height * width`` pixels exactly: pycocotools itself does not check this, and its merge and IoU
+    loop forever on masks whose runs add up to different totals. Decoding uses rlemasklib (C, a few
+    microseconds per mask).
+
     Raises:
         SampleError: naming what is wrong, so the sample is recorded as failed instead of scored 0.
     """
@@ -81,35 +87,33 @@ def validate(value: Any, expected_size: tuple[int, int] | None = None, *, what: 
     if not isinstance(counts, str):
         raise SampleError(f"{what} counts must be a compressed RLE string, got {type(counts).__name__}")
     try:
-        runs = _counts(counts)
-    except (UnicodeEncodeError, IndexError):
-        raise SampleError(f"{what} counts are not a COCO compressed RLE string") from None
-    if any(run < 0 for run in runs) or sum(runs) != size[0] * size[1]:
-        raise SampleError(f"{what} RLE counts cover {sum(runs)} pixels, not the {size[0] * size[1]} of size {size}")
+        raw = counts.encode("ascii")
+    except UnicodeEncodeError:
+        raise SampleError(f"{what} counts are not a COCO compressed RLE string (non-ASCII characters)") from None
+    pixels = size[0] * size[1]
+    kinds = raw.translate(_RLE_CHARACTER_KINDS)  # "0" ends a run, "P" continues it, "X" is no RLE character
+    if b"X" in kinds or kinds.endswith(b"P") or b"PPPPPP" in kinds:
+        raise SampleError(
+            f"{what} RLE counts cover no valid run lengths (a character outside '0'..'o', "
+            "an unfinished run, or a run longer than 6 characters)"
+        )
+    try:  # rlemasklib decodes the uint32 runs and checks that they add up to height * width
+        rlemasklib.decompress({"size": [size[0], size[1]], "counts": raw})
+    except ValueError:
+        raise SampleError(
+            f"{what} RLE counts cover a different number of pixels than the {pixels} of size {size}"
+        ) from None
     if expected_size is not None and tuple(size) != tuple(expected_size):
         raise SampleError(f"{what} has size {list(size)} but the image is {list(expected_size)} (height, width)")
     return RLE(size=[size[0], size[1]], counts=counts)
 
 
-def _counts(compressed: str) -> list[int]:
-    """Decode COCO's LEB128-like compressed counts string (the inverse of ``rleToString``)."""
-    counts: list[int] = []
-    position = 0
-    data = compressed.encode("ascii")
-    while position < len(data):
-        value, shift, more = 0, 0, True
-        while more:
-            char = data[position] - 48
-            value |= (char & 0x1F) << (5 * shift)
-            more = bool(char & 0x20)
-            position += 1
-            shift += 1
-            if not more and (char & 0x10):
-                value |= -1 << (5 * shift)
-        if len(counts) > 2:
-            value += counts[-2]
-        counts.append(value)
-    return counts
+_RLE_CHARACTER_KINDS = bytes(
+    ord("0") if 48 <= code < 80 else ord("P") if 80 <= code < 112 else ord("X") for code in range(256)
+)
+"""COCO's compressed counts use ``chr(48 + v)`` for 6-bit ``v``; bit 0x20 of ``v`` marks a continued run.
+A run of 7 characters (6 continuations) holds over 30 bits, which pycocotools' C decoder shifts out of its
+``int`` (undefined behaviour); its own encoder needs at most 6 characters for images under 2**29 pixels."""
 
 
 __all__ = [

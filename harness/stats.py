@@ -45,6 +45,35 @@ def bootstrap_intervals(
     return intervals
 
 
+def resample_sums(draws: np.ndarray, columns: np.ndarray, *, chunk: int = 64) -> np.ndarray:
+    """Column sums of every resample: ``out[b] = columns[draws[b]].sum(axis=0)``.
+
+    The building block of vectorised `Metric.resampled` overrides: a metric lays its per-record
+    numbers out as columns, gets their sums per resample here and forms its ratios from them.
+    Resamples are counted (``np.bincount``) and multiplied, ``chunk`` rows at a time, so memory
+    stays bounded for large sample sets.
+
+    Args:
+        draws: ``(iterations, n)`` record indices.
+        columns: ``(len(records), k)`` numbers per record (or a 1-D array, read as one column).
+
+    Returns:
+        ``(iterations, k)`` sums (``(iterations,)`` for 1-D ``columns``).
+    """
+    values = np.asarray(columns, dtype=float)
+    flat = values.ndim == 1
+    values = values[:, None] if flat else values
+    draws = np.asarray(draws)
+    rows = len(values)
+    out = np.empty((draws.shape[0], values.shape[1]))
+    for start in range(0, draws.shape[0], chunk):
+        block = draws[start : start + chunk]
+        offsets = (np.arange(len(block)) * rows)[:, None]
+        counts = np.bincount((block + offsets).ravel(), minlength=len(block) * rows).reshape(len(block), rows)
+        out[start : start + len(block)] = counts @ values
+    return out[:, 0] if flat else out
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     """Difference ``current - baseline`` of one value, with its paired bootstrap interval.
@@ -100,4 +129,4 @@ def paired_bootstrap(
     return result
 
 
-__all__ = ["PairedDifference", "bootstrap_intervals", "paired_bootstrap"]
+__all__ = ["PairedDifference", "bootstrap_intervals", "paired_bootstrap", "resample_sums"]

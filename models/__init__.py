@@ -1,9 +1,16 @@
-"""Model adapters. Built-ins are declared here as lazy entries; plugins use the ``attreval.models`` group."""
+"""Model adapters. Built-ins are declared here as lazy entries; plugins use the ``attreval.models`` group.
+
+Replay formats of other code bases' outputs (`models.importers`) are declared here too.
+"""
 
 from __future__ import annotations
 
 from harness.model import MODELS
+from models.replay import REPLAY_FORMATS
 
 MODELS.register_lazy("oracle", "models.oracle:OracleAdapter")
 MODELS.register_lazy("constant", "models.constant:ConstantAdapter")
 MODELS.register_lazy("replay", "models.replay:ReplayAdapter")
+
+for _format in ("llava_pope", "glamm_gcg", "opera_chair", "lira_vqa", "refseg_jsonl"):
+    REPLAY_FORMATS.register_lazy(_format, f"models.importers:load_{_format}")

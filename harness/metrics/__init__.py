@@ -16,6 +16,17 @@ def _validate_metric(name: str, obj: Any) -> None:
 METRICS: Registry[type[Metric]] = Registry("metric", _validate_metric)
 """Metric name (as in ``Metric.name`` and ``results.json`` configs) -> class."""
 
+for _name, _target in (
+    ("refseg", "harness.metrics.refseg:ReferringSegmentation"),
+    ("pope", "harness.metrics.pope:Pope"),
+    ("chair", "harness.metrics.chair:Chair"),
+    ("captions", "harness.metrics.captions:CaptionScores"),
+    ("gcg_masks", "harness.metrics.gcg:GcgMasks"),
+    ("gcg_recall", "harness.metrics.gcg:GcgRecall"),
+    ("attreval_qa", "harness.metrics.attreval:AttrEvalQA"),
+):
+    METRICS.register_lazy(_name, _target)
+
 
 def build_metric(config: dict[str, Any]) -> Metric:
     """Rebuild a metric from the ``config`` it recorded in ``results.json``."""

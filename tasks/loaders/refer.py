@@ -1,0 +1,220 @@
+"""The REFER format of RefCOCO / RefCOCO+ / RefCOCOg: ``refs(<splitBy>).p`` plus ``instances.json``.
+
+Refs are read through a restricted unpickler, every field is checked, and split selection follows
+REFER's ``getRefIds`` (``testA`` = refs whose split contains "A", ``test`` = contains "test",
+``train`` / ``val`` exact), with split names validated up front instead of REFER's silent
+"return all refs". Units are sorted by image id, ref id and sentence order (REFER's own per-image
+order is set-iteration order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import DataError, UserError
+from tasks.loaders.common import field, list_field, load_plain_pickle, memoised, read_json_object
+
+SPLITS_BY_PARTITION: dict[str, tuple[str, ...]] = {
+    "unc": ("train", "val", "testA", "testB"),
+    "umd": ("train", "val", "test"),
+    "google": ("train", "val"),
+}
+"""Split names each ``splitBy`` release defines (data-formats.md §1.1)."""
+
+Segmentation = list[Any] | dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Sentence:
+    sent_id: int
+    sent: str
+    raw: str
+
+
+@dataclass(frozen=True)
+class Ref:
+    ref_id: int
+    ann_id: int
+    image_id: int
+    split: str
+    sentences: tuple[Sentence, ...]
+
+
+@dataclass(frozen=True)
+class CocoImage:
+    id: int
+    file_name: str
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class Instances:
+    """``instances.json`` indexed by id: images and each annotation's segmentation."""
+
+    images: dict[int, CocoImage]
+    segmentations: dict[int, Segmentation]
+
+
+@dataclass(frozen=True)
+class ReferringUnit:
+    """One evaluation unit: a sentence, its ref, the referred annotation's image and segmentation."""
+
+    ref: Ref
+    sentence: Sentence
+    image: CocoImage
+    segmentation: Segmentation
+
+
+def check_split(split: str, split_by: str) -> None:
+    """Refuse a split that the ``splitBy`` release does not define."""
+    known = SPLITS_BY_PARTITION.get(split_by)
+    if known is None:
+        raise UserError(f"unknown REFER splitBy {split_by!r}; expected one of {', '.join(SPLITS_BY_PARTITION)}")
+    if split not in known:
+        raise UserError(f"unknown split {split!r} for splitBy {split_by!r}; expected one of {', '.join(known)}")
+
+
+def _sentence(value: Any, where: str) -> Sentence:
+    sent = field(value, "sent", str, where)
+    raw = value.get("raw", sent)
+    if not isinstance(raw, str):
+        raise DataError(f"{where}: field 'raw' must be a string, got {type(raw).__name__}")
+    return Sentence(sent_id=field(value, "sent_id", int, where), sent=sent, raw=raw)
+
+
+def _parse_refs(path: Path) -> list[Ref]:
+    data = load_plain_pickle(path, "refs pickle")
+    if not isinstance(data, list):
+        raise DataError(f"refs pickle {path}: expected a list of ref dicts, got {type(data).__name__}")
+    refs = []
+    for index, item in enumerate(data):
+        where = f"refs pickle {path} ref #{index}"
+        ref_id = field(item, "ref_id", int, where)
+        where = f"refs pickle {path} ref #{index} (ref_id {ref_id})"
+        sentences = tuple(
+            _sentence(sentence, f"{where} sentences[{number}]")
+            for number, sentence in enumerate(list_field(item, "sentences", where))
+        )
+        refs.append(
+            Ref(
+                ref_id=ref_id,
+                ann_id=field(item, "ann_id", int, where),
+                image_id=field(item, "image_id", int, where),
+                split=field(item, "split", str, where),
+                sentences=sentences,
+            )
+        )
+    return refs
+
+
+def _check_segmentation(value: Any, where: str) -> Segmentation:
+    """Polygons (flat coordinate lists), a list of RLE dicts, one RLE dict, or empty."""
+    if isinstance(value, dict):
+        size = value.get("size")
+        if not (isinstance(size, list) and len(size) == 2 and "counts" in value):
+            raise DataError(f"{where}: an RLE segmentation needs 'size' [height, width] and 'counts'")
+        return value
+    if not isinstance(value, list):
+        raise DataError(f"{where}: 'segmentation' must be a list of polygons or an RLE object")
+    for part in value:
+        if isinstance(part, dict):
+            _check_segmentation(part, where)
+        elif not (
+            isinstance(part, list)
+            and len(part) >= 4
+            and len(part) % 2 == 0
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in part)
+        ):
+            raise DataError(f"{where}: each polygon must be a flat list of (x, y) number pairs")
+    return value
+
+
+def parse_coco_image(item: Any, where: str) -> CocoImage:
+    """One ``images[]`` entry of a COCO-style file."""
+    return CocoImage(
+        id=field(item, "id", int, where),
+        file_name=field(item, "file_name", str, where),
+        height=field(item, "height", int, where),
+        width=field(item, "width", int, where),
+    )
+
+
+def _parse_instances(path: Path) -> Instances:
+    data = read_json_object(path, "instances file", keys=("images", "annotations"))
+    images = {}
+    for index, item in enumerate(data["images"]):
+        image = parse_coco_image(item, f"instances file {path} images[{index}]")
+        images[image.id] = image
+    segmentations = {}
+    for index, item in enumerate(data["annotations"]):
+        where = f"instances file {path} annotations[{index}]"
+        ann_id = field(item, "id", int, where)
+        where = f"instances file {path} annotations[{index}] (id {ann_id})"
+        field(item, "image_id", int, where)
+        segmentations[ann_id] = _check_segmentation(field(item, "segmentation", (list, dict), where), where)
+    return Instances(images=images, segmentations=segmentations)
+
+
+def load_refs(path: Path) -> list[Ref]:
+    """All refs of a ``refs(*).p`` file, checked; parsed once per file version."""
+    return memoised("refs", path, _parse_refs)
+
+
+def load_instances(path: Path) -> Instances:
+    """The images and segmentations of an ``instances.json``, checked; parsed once per file version."""
+    return memoised("instances", path, _parse_instances)
+
+
+def in_split(ref_split: str, split: str) -> bool:
+    """REFER ``getRefIds`` membership: ``testA`` contains "A", ``test`` contains "test", others exact."""
+    if split in ("testA", "testB", "testC"):
+        return split[-1] in ref_split
+    if split in ("testAB", "testBC", "testAC"):
+        return ref_split == split
+    if split == "test":
+        return "test" in ref_split
+    return ref_split == split
+
+
+def referring_units(refs_path: Path, instances_path: Path, split: str) -> list[ReferringUnit]:
+    """Every sentence of every ref in ``split``, sorted by (image id, ref id, sentence order)."""
+    refs = [ref for ref in load_refs(refs_path) if in_split(ref.split, split)]
+    if not refs:
+        present = sorted({ref.split for ref in load_refs(refs_path)})
+        raise DataError(f"refs pickle {refs_path} has no ref in split {split!r} (splits present: {present})")
+    instances = load_instances(instances_path)
+    units = []
+    for ref in sorted(refs, key=lambda r: (r.image_id, r.ref_id)):
+        image = instances.images.get(ref.image_id)
+        if image is None:
+            raise DataError(
+                f"refs pickle {refs_path} ref {ref.ref_id} refers to image {ref.image_id}, "
+                f"which {instances_path} does not list"
+            )
+        segmentation = instances.segmentations.get(ref.ann_id)
+        if segmentation is None:
+            raise DataError(
+                f"refs pickle {refs_path} ref {ref.ref_id} refers to annotation {ref.ann_id}, "
+                f"which {instances_path} does not list"
+            )
+        units.extend(ReferringUnit(ref, sentence, image, segmentation) for sentence in ref.sentences)
+    return units
+
+
+__all__ = [
+    "SPLITS_BY_PARTITION",
+    "CocoImage",
+    "Instances",
+    "Ref",
+    "ReferringUnit",
+    "Sentence",
+    "check_split",
+    "in_split",
+    "load_instances",
+    "load_refs",
+    "parse_coco_image",
+    "referring_units",
+]
