@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,16 @@ COMMITTED = REPO / GOLDEN_DIR
 
 
 @pytest.fixture
-def toy_cases(tmp_path: Path) -> list[GoldenCase]:
+def toy_cases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[GoldenCase]:
+    """Golden cases on the toy tasks, which the case processes find as an entry-point plugin."""
+    from harness_fixtures import TOY_ENTRY_POINTS
+
+    info = tmp_path / "site" / "attreval_toy-0.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: attreval-toy\nVersion: 0.0\n")
+    (info / "entry_points.txt").write_text(TOY_ENTRY_POINTS)
+    paths = [str(REPO), str(REPO / "tests" / "harness"), str(info.parent), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
     root = write_toy_data(tmp_path / "data")
     common = ("--tasks", "toy", "--data-root", str(root), "--bootstrap-iters", "100")
     return [
