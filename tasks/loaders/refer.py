@@ -10,6 +10,7 @@ order is set-iteration order).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +53,15 @@ class CocoImage:
 
 @dataclass(frozen=True)
 class Instances:
-    """``instances.json`` indexed by id: images and each annotation's segmentation."""
+    """``instances.json`` indexed by id: images and each annotation's segmentation.
+
+    ``seg_img_paths`` holds the ``seg_img_path`` of the annotations that have one (LIRA's ILVC training copies in
+    ``ref_seg_high/``: the pre-rendered local crop of the object, data-formats.md §1.6).
+    """
 
     images: dict[int, CocoImage]
     segmentations: dict[int, Segmentation]
+    seg_img_paths: dict[int, str] = dataclass_field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -149,13 +155,16 @@ def _parse_instances(path: Path) -> Instances:
         image = parse_coco_image(item, f"instances file {path} images[{index}]")
         images[image.id] = image
     segmentations = {}
+    seg_img_paths = {}
     for index, item in enumerate(data["annotations"]):
         where = f"instances file {path} annotations[{index}]"
         ann_id = field(item, "id", int, where)
         where = f"instances file {path} annotations[{index}] (id {ann_id})"
         field(item, "image_id", int, where)
         segmentations[ann_id] = _check_segmentation(field(item, "segmentation", (list, dict), where), where)
-    return Instances(images=images, segmentations=segmentations)
+        if "seg_img_path" in item:
+            seg_img_paths[ann_id] = field(item, "seg_img_path", str, where)
+    return Instances(images=images, segmentations=segmentations, seg_img_paths=seg_img_paths)
 
 
 def load_refs(path: Path) -> list[Ref]:
