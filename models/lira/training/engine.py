@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,42 +184,36 @@ class TrainingEngine:
 
     # --- state ----------------------------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _full_state(self) -> Iterator[None]:
-        if self.strategy == "fsdp" and self.runtime.distributed:
-            from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel, StateDictType
+    @property
+    def _sharded(self) -> bool:
+        return self.strategy == "fsdp" and self.runtime.distributed
 
-            config = FullStateDictConfig(offload_to_cpu=True, rank0_only=True)
-            with FullyShardedDataParallel.state_dict_type(self.module, StateDictType.FULL_STATE_DICT, config):
-                yield
-        else:
-            yield
+    def _full_options(self, options_class: Any) -> Any:
+        """Whole (unsharded) state dicts; on CUDA offloaded to rank 0's CPU (gloo on CPU crashes on that path)."""
+        return options_class(full_state_dict=True, cpu_offload=self.runtime.device.type == "cuda")
 
     def trainable_state(self) -> dict[str, torch.Tensor] | None:
         """The trainable tensors (float32, CPU) on rank 0; None on the other ranks. Collective under FSDP."""
-        if self.strategy == "fsdp" and self.runtime.distributed:
-            with self._full_state():
-                state = self.module.state_dict()
-            if not self.runtime.is_main:
-                return None
-            prefix = "_fsdp_wrapped_module."
-            state = {key.replace(prefix, ""): value for key, value in state.items()}
-            return {name: state[name].detach().float().cpu().clone() for name in self.names}
+        if self._sharded:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            state = get_model_state_dict(self.module, options=self._full_options(StateDictOptions))
+        elif self.runtime.is_main:
+            state = dict(self.model.named_parameters())
         if not self.runtime.is_main:
             return None
-        parameters = dict(self.model.named_parameters())
-        return {name: parameters[name].detach().float().cpu().clone() for name in self.names}
+        return {name: state[name].detach().float().cpu().clone() for name in self.names}
 
     def save(self, folder: Path) -> None:
         """Write the trainable tensors and the optimizer (and scaler) state into `folder`. Collective."""
         state = self.trainable_state()
         if self.strategy == "deepspeed":
             self.engine.save_checkpoint(str(folder / "deepspeed"), tag="state")
-        elif self.strategy == "fsdp" and self.runtime.distributed:
-            from torch.distributed.fsdp import FullyShardedDataParallel
+        elif self._sharded:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-            with self._full_state():
-                optimizer_state = FullyShardedDataParallel.optim_state_dict(self.module, self.optimizer)
+            options = self._full_options(StateDictOptions)
+            optimizer_state = get_optimizer_state_dict(self.module, self.optimizer, options=options)
             if self.runtime.is_main:
                 torch.save(optimizer_state, folder / OPTIMIZER_FILE)
         elif self.runtime.is_main:
@@ -236,15 +229,15 @@ class TrainingEngine:
         if self.strategy == "deepspeed":
             self.engine.load_checkpoint(str(folder / "deepspeed"), tag="state")
             return
-        optimizer_state = torch.load(folder / OPTIMIZER_FILE, map_location="cpu", weights_only=True)
-        if self.strategy == "fsdp" and self.runtime.distributed:
-            from torch.distributed.fsdp import FullyShardedDataParallel
+        if self._sharded:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
-            with self._full_state():
-                optimizer_state = FullyShardedDataParallel.optim_state_dict_to_load(
-                    self.module, self.optimizer, optimizer_state
-                )
-        self.optimizer.load_state_dict(optimizer_state)
+            main = self.runtime.is_main
+            optimizer_state = torch.load(folder / OPTIMIZER_FILE, weights_only=True) if main else {}
+            options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+            set_optimizer_state_dict(self.module, self.optimizer, optimizer_state, options=options)
+        else:
+            self.optimizer.load_state_dict(torch.load(folder / OPTIMIZER_FILE, map_location="cpu", weights_only=True))
         extra = json.loads((folder / "engine.json").read_text(encoding="utf-8"))
         if self.scaler is not None and extra.get("scaler"):
             self.scaler.load_state_dict(extra["scaler"])
