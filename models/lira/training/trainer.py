@@ -242,6 +242,7 @@ class Trainer:
                 iteration = epoch * self.iterations_per_epoch + local
                 position = local * config.batch.per_device * runtime.world_size + runtime.rank
                 seed = iteration_seed(config.seed, epoch, position)
+                skipped_here = len(batch.skipped)
                 for skipped in batch.skipped:
                     self.load_skipped[skipped.reason] += 1
                     log.warning("sample %d left out: %s (%s)", skipped.index, skipped.reason, skipped.detail)
@@ -271,7 +272,7 @@ class Trainer:
                 }
                 samples = 0 if weight == 0 else len(batch.indices)
                 tokens = 0 if weight == 0 else batch.text_tokens
-                accumulator.add(values, samples, tokens, len(batch.skipped))
+                accumulator.add(values, samples, tokens, skipped_here)
                 self.iteration = iteration + 1
                 if not schedule.is_update(iteration):
                     continue
