@@ -22,7 +22,7 @@ from torch import nn
 
 from harness.errors import UserError
 from models.lira.checkpoint.common import CheckpointError, CheckpointKeyError, resolve_dtype
-from models.lira.checkpoint.lira import build_random_lira, load_lira
+from models.lira.checkpoint.lira import LORA_KEY_TABLE, build_random_lira, load_lira
 from models.lira.checkpoint.lira_pth import EMBEDDINGS_KEY, HEAD_KEY, pad_vocabulary_rows, read_lira_pth
 from models.lira.config import LiraConfig, LiraLoraConfig, preset
 from models.lira.model import LiraModel
@@ -49,27 +49,48 @@ def frozen_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
     return resolve_dtype(config.model.dtype)
 
 
-def apply_lira_pth(model: LiraModel, path: str | Path) -> list[str]:
-    """Load a LIRA `.pth` (embeddings, head, projectors) into an already built model; returns the keys set.
+def _lora_module(original_key: str) -> str:
+    """`language_model.model.layers.3.attention.wqkv.weight` → `language_model.model.layers.3.self_attn.wqkv`;
+    the head → `language_model.lm_head` (the inverse of `lira_pth_state_dict`'s LoRA names)."""
+    if original_key == HEAD_KEY:
+        return "language_model.lm_head"
+    ours = {original: module for module, original in LORA_KEY_TABLE}
+    prefix, _, rest = original_key.removeprefix("language_model.model.layers.").partition(".")
+    module = ours.get(rest.removesuffix(".weight"))
+    if not prefix.isdigit() or module is None:
+        raise CheckpointError(f"no LoRA module for {original_key!r}")
+    return f"language_model.model.layers.{prefix}.{module}"
 
-    The SEFE cross-attention may be absent (stage-1 files). Files with LoRA are refused: they come from stage 2,
-    whose runs continue with `--resume`.
+
+def apply_lira_pth(model: LiraModel, path: str | Path, *, merge: bool = False) -> list[str]:
+    """Load a LIRA `.pth` (embeddings, head, projectors, LoRA) into an already built model, e.g. one with seeded
+    random base weights; returns the model keys set.
+
+    The SEFE cross-attention may be absent (stage-1 files keep the model's). LoRA pairs fill the model's adapters,
+    which are attached first if needed; with `merge` they are then folded into the weights (`LiraModel.merge_lora`),
+    as for inference.
 
     Raises:
         CheckpointKeyError: keys that do not fit the model.
     """
     delta = read_lira_pth(path)
-    if delta.lora:
-        raise CheckpointError(f"{path}: holds LoRA adapters (a stage-2 file); start stage 2 from a stage-1 file")
+    if delta.lora and not model.lora_attached:
+        model.attach_lora()
     head = "language_model.lm_head.base_layer.weight" if model.lora_attached else "language_model.lm_head.weight"
     names = {EMBEDDINGS_KEY: "language_model.model.embed_tokens.weight", HEAD_KEY: head}
-    state = model.state_dict(keep_vars=True)
     vocab = model.config.vision_language.text.vocab_size
     tensors = {names[key]: value for key, value in delta.full.items()}
     for key, value in list(tensors.items()):
         if value.shape[0] < vocab:
             tensors[key] = pad_vocabulary_rows(value, vocab, fill="mean")
     tensors.update(delta.passthrough)
+    for original, (lora_a, lora_b) in delta.lora.items():
+        module = _lora_module(original)
+        if original == HEAD_KEY and lora_b.shape[0] < vocab:
+            lora_b = pad_vocabulary_rows(lora_b, vocab, fill="zeros")
+        tensors[f"{module}.lora_A.default.weight"] = lora_a
+        tensors[f"{module}.lora_B.default.weight"] = lora_b
+    state = model.state_dict(keep_vars=True)
     unexpected = [key for key in tensors if key not in state]
     mismatched = [key for key in tensors if key in state and tensors[key].shape != state[key].shape]
     if unexpected or mismatched:
@@ -77,6 +98,8 @@ def apply_lira_pth(model: LiraModel, path: str | Path) -> list[str]:
     with torch.no_grad():
         for key, value in tensors.items():
             state[key].copy_(value)
+    if merge and model.lora_attached:
+        model.merge_lora()
     return sorted(tensors)
 
 
@@ -105,6 +128,8 @@ def build_training_model(config: TrainConfig, device: torch.device) -> tuple[Lir
         if finetune:
             model.attach_lora()
         if model_config.init_pth is not None:
+            if not finetune and read_lira_pth(model_config.init_pth).lora:
+                raise UserError(f"{model_config.init_pth}: holds LoRA (a stage-2 file); stage 1 has no LoRA")
             keys = apply_lira_pth(model, model_config.init_pth)
             notes.append(f"{len(keys)} tensors from {model_config.init_pth}")
     else:
@@ -132,7 +157,7 @@ def build_training_model(config: TrainConfig, device: torch.device) -> tuple[Lir
         if parameter.requires_grad:
             parameter.data = parameter.data.float()
     if config.activation_checkpointing:
-        model.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.language_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     for frozen in (model.vision_model, model.mlp1, model.visual_encoder):
         frozen.eval()  # no dropout or batch statistics in frozen parts

@@ -15,10 +15,11 @@ import pytest
 import torch
 from tiny_data import tiny_overrides, write_config
 
-from models.lira.checkpoint.lira import lira_pth_state_dict
+from models.lira.checkpoint.lira import build_random_lira, lira_pth_state_dict
 from models.lira.model import LiraModel
 from models.lira.training.config import TrainConfig, load_config
-from models.lira.training.modeling import build_training_model
+from models.lira.training.dataset import collate
+from models.lira.training.modeling import apply_lira_pth, build_training_model, lira_config_for
 from models.lira.training.runtime import Runtime
 from models.lira.training.trainer import Trainer
 
@@ -167,3 +168,20 @@ def test_stage1_trains_the_projectors_and_starts_stage2(data_root: Path, tmp_pat
     assert "projector.model.cross_beforellm.multihead_attn.in_proj_weight" in state
     embeddings = "language_model.model.embed_tokens.weight"
     assert torch.equal(state[embeddings], after[embeddings])
+
+
+def test_stage2_export_loads_onto_the_seeded_base_and_predicts_like_the_trained_model(stage2) -> None:
+    """What `lira-tiny` with trained weights does: the seeded random base (`random_init_seed` 3), the exported `.pth`
+    on top with LoRA merged; its logits equal the trained model's (LoRA unmerged) up to rounding."""
+    config, trainer, *_ = stage2
+    fresh = build_random_lira(lira_config_for(config), seed=3)
+    keys = apply_lira_pth(fresh, Path(config.output_dir) / "tiny-stage2.pth", merge=True)
+    assert not fresh.lora_attached and any(".lora_A." in key for key in keys)
+    batch = collate([trainer.dataset[6]], pad_token_id=2)  # the first RefCOCO sample: image, crops, masks
+    assert batch.gt_masks is not None and batch.local_crop_pixel_values is not None
+    trained = trainer.model.eval()
+    with torch.no_grad():
+        expected = trained(**batch.model_inputs(), generator=torch.Generator().manual_seed(0))
+        got = fresh(**batch.model_inputs(), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(got.logits, expected.logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(got.loss, expected.loss, rtol=1e-4, atol=1e-4)
