@@ -207,8 +207,9 @@ def _write_datasets(folder: Path, qa: list[dict[str, Any]], seg: list[dict[str, 
     hidden = datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()
     try:
-        datasets.Dataset.from_list(qa, features=qa_features).save_to_disk(str(folder / "qa"))
-        datasets.Dataset.from_list(seg_table, features=seg_features).save_to_disk(str(folder / "seg"))
+        for name, table, features in (("qa", qa, qa_features), ("seg", seg_table, seg_features)):
+            columns = {key: [row[key] for row in table] for key in features}
+            datasets.Dataset.from_dict(columns, features=features).save_to_disk(str(folder / name))
     finally:
         if not hidden:
             datasets.enable_progress_bars()
