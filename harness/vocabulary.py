@@ -24,6 +24,7 @@ analysis (`reports.analysis`) matches those values to the words of whatever list
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import cache
 
 LIRA_SOURCE = "echo840/LIRA omg_llava/tools/app_lira.py @ 20d56847e0e910d45872f9baaf50d8855b311116"
 """Where the four word lists come from."""
@@ -90,15 +91,17 @@ ALIASES: dict[str, tuple[str, ...]] = {
 """Value -> other spellings of the same word (COCO name -> LIRA's VOC-style name; US -> UK spelling)."""
 
 
+@cache
 def normalise_word(word: str) -> str:
     """Lower case without spaces, hyphens or underscores: ``"Dining table"`` -> ``"diningtable"``."""
     return "".join(character for character in word.lower() if character not in " -_\t")
 
 
-def _spellings(value: str) -> set[str]:
+@cache
+def _spellings(value: str) -> frozenset[str]:
     forms = {value, *ALIASES.get(value, ())}
     forms |= {key for key, others in ALIASES.items() if value in others}
-    return {normalise_word(form) for form in forms}
+    return frozenset(normalise_word(form) for form in forms)
 
 
 def list_role(name: str) -> str | None:

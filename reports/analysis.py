@@ -123,30 +123,103 @@ def _interval(values: np.ndarray) -> tuple[float, float] | None:
     return float(low), float(high)
 
 
-def correlate(
-    x: Sequence[float], y: Sequence[float], *, iterations: int = 1000, seed: int = 0, chunk: int = 200
-) -> Correlation:
+def _resample_counts(draws: np.ndarray, n: int) -> np.ndarray:
+    """``(rows, n)`` how often each sample is drawn in each resample (as floats)."""
+    flat = draws + (np.arange(draws.shape[0]) * n)[:, None]
+    return np.bincount(flat.ravel(), minlength=draws.shape[0] * n).reshape(draws.shape[0], n).astype(float)
+
+
+@dataclass(frozen=True)
+class _Ranking:
+    """How one variable's values group into distinct values, for ranking inside resamples."""
+
+    inverse: np.ndarray
+    order: np.ndarray
+    starts: np.ndarray
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> _Ranking:
+        _, inverse = np.unique(values, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        return cls(inverse, order, np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0]))
+
+    def ranks(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Average rank of every original sample inside each resample, and which resamples hold a single
+        distinct value.
+
+        A resample holding sample i ``c_i`` times ranks the copies of a value v after every drawn value
+        below v: rank = (copies drawn of values < v) + (copies of v + 1) / 2, exactly
+        `scipy.stats.rankdata` of the resampled values.
+        """
+        per_value = np.add.reduceat(counts[:, self.order], self.starts, axis=1)
+        ranks = np.cumsum(per_value, axis=1) - (per_value - 1) / 2
+        return ranks[:, self.inverse], np.count_nonzero(per_value, axis=1) <= 1
+
+
+def _ratio(sxy: np.ndarray, sxx: np.ndarray, syy: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.clip(sxy / np.sqrt(sxx * syy), -1.0, 1.0)
+
+
+def correlate_many(
+    xs: Mapping[str, Sequence[float]], y: Sequence[float], *, iterations: int = 1000, seed: int = 0, chunk: int = 20
+) -> dict[str, Correlation]:
+    """`correlate` of several scores with the same ``y``, sharing the resamples (the same draws for each)."""
+    b = np.asarray(y, dtype=float)
+    n = int(b.size)
+    arrays = {name: np.asarray(x, dtype=float) for name, x in xs.items()}
+    for name, a in arrays.items():
+        if a.size != n:
+            raise ValueError(f"correlate needs pairs: {a.size} {name} values, {n} y values")
+    estimates = {name: (spearman(a, b), pearson(a, b)) for name, a in arrays.items()}
+    if n < 2 or iterations <= 0:
+        return {name: Correlation(n, *estimates[name], None, None, 0) for name in arrays}
+    draws = np.random.default_rng(seed).integers(0, n, size=(iterations, n))
+    rhos = {name: np.empty(iterations) for name in arrays}
+    rs = {name: np.empty(iterations) for name in arrays}
+    centred_y = b - b.mean()
+    middle = (n + 1) / 2  # every resample's ranks sum to n (n + 1) / 2
+    ranking_y = _Ranking.of(b)
+    rankings = {name: _Ranking.of(a) for name, a in arrays.items()}
+    for start in range(0, iterations, chunk):
+        rows = slice(start, start + chunk)
+        counts = _resample_counts(draws[rows], n)
+        rank_y, constant_y = ranking_y.ranks(counts)
+        rank_y -= middle
+        syy_rank = (counts * rank_y * rank_y).sum(axis=1)
+        weights_y = counts @ np.column_stack([centred_y, centred_y * centred_y])
+        sy, syy = weights_y[:, 0], weights_y[:, 1] - weights_y[:, 0] ** 2 / n
+        for name, a in arrays.items():
+            rank_x, constant_x = rankings[name].ranks(counts)
+            rank_x -= middle
+            constant = constant_x | constant_y
+            rho = _ratio((counts * rank_x * rank_y).sum(axis=1), (counts * rank_x * rank_x).sum(axis=1), syy_rank)
+            centred_x = a - a.mean()
+            sums = counts @ np.column_stack([centred_x, centred_x * centred_x, centred_x * centred_y])
+            sx = sums[:, 0]
+            r = _ratio(sums[:, 2] - sx * sy / n, sums[:, 1] - sx * sx / n, syy)
+            rho[constant], r[constant] = np.nan, np.nan
+            rhos[name][rows], rs[name][rows] = rho, r
+    return {
+        name: Correlation(
+            n,
+            *estimates[name],
+            _interval(rhos[name]),
+            _interval(rs[name]),
+            int(np.count_nonzero(~np.isfinite(rs[name]))),
+        )
+        for name in arrays
+    }
+
+
+def correlate(x: Sequence[float], y: Sequence[float], *, iterations: int = 1000, seed: int = 0) -> Correlation:
     """Spearman and Pearson of ``x`` with ``y`` and their percentile bootstrap intervals (pairs resampled).
 
-    The same inputs, iterations and seed always give the same intervals.
+    Each resample's statistics are computed from how often it draws each pair (ranks inside a resample
+    follow from the counts, `_Ranking.ranks`), in O(n) per resample. The same inputs, iterations and
+    seed always give the same intervals.
     """
-    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    n = int(a.size)
-    if n != b.size:
-        raise ValueError(f"correlate needs pairs: {n} x values, {b.size} y values")
-    estimates = (spearman(a, b), pearson(a, b))
-    if n < 2 or iterations <= 0:
-        return Correlation(n, *estimates, None, None, 0)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(iterations, n))
-    rhos, rs = np.empty(iterations), np.empty(iterations)
-    for start in range(0, iterations, chunk):
-        rows = draws[start : start + chunk]
-        xs, ys = a[rows], b[rows]
-        rs[start : start + chunk] = _rowwise_pearson(xs, ys)
-        rhos[start : start + chunk] = _rowwise_pearson(rankdata(xs, axis=1), rankdata(ys, axis=1))
-    undefined = int(np.count_nonzero(~np.isfinite(rs)))
-    return Correlation(n, *estimates, _interval(rhos), _interval(rs), undefined)
+    return correlate_many({"x": x}, y, iterations=iterations, seed=seed)["x"]
 
 
 def rank_bins(ranks: Sequence[float], ious: Sequence[float]) -> list[dict[str, Any]]:
@@ -179,30 +252,43 @@ class ProbeError(ValueError):
     """A probe that does not hold word-list -> word -> finite logit mappings."""
 
 
-def _logits(words: Any) -> dict[str, float]:
+_NUMBER_TYPES = (int, float, np.integer, np.floating)
+
+
+def _logits(words: Any) -> tuple[list[str], np.ndarray]:
+    """The words of a list and their logits, checked (strings mapped to finite numbers)."""
     if not isinstance(words, Mapping) or not words:
         raise ProbeError("a word list must map words to logits")
-    values = {}
-    for word, logit in words.items():
-        if not isinstance(word, str) or isinstance(logit, bool) or not isinstance(logit, (int, float)):
-            raise ProbeError(f"word {word!r} has logit {logit!r}; expected a number")
-        if not math.isfinite(logit):
-            raise ProbeError(f"word {word!r} has a non-finite logit")
-        values[word] = float(logit)
-    return values
+    kinds = set(map(type, words.values()))
+    if bool in kinds or not all(issubclass(kind, _NUMBER_TYPES) for kind in kinds):
+        bad = next(v for v in words.values() if isinstance(v, bool) or not isinstance(v, _NUMBER_TYPES))
+        raise ProbeError(f"a logit is {bad!r}; expected a number")
+    if set(map(type, words)) != {str}:
+        raise ProbeError("word-list keys must be words (strings)")
+    logits = np.fromiter(words.values(), dtype=float, count=len(words))
+    if not np.isfinite(logits).all():
+        raise ProbeError("a logit is not finite")
+    return list(words), logits
 
 
-def score_word(value: str, words: Mapping[str, float]) -> WordScore | None:
-    """Rank and probability of ``value``'s word among ``words`` (``None`` when the list lacks it)."""
+def _score(value: str, words: list[str], logits: np.ndarray) -> WordScore | None:
     word = match_word(value, words)
     if word is None:
         return None
-    logits = np.array(list(words.values()), dtype=float)
-    own = words[word]
-    shifted = np.exp(logits - logits.max())
-    probability = float(np.exp(own - logits.max()) / shifted.sum())
+    own = logits[words.index(word)]
+    top = logits.max()
+    probability = float(np.exp(own - top) / np.exp(logits - top).sum())
     rank = 1 + int(np.count_nonzero(logits > own))
     return WordScore(value, word, rank, probability, len(words))
+
+
+def score_word(value: str, words: Mapping[str, float]) -> WordScore | None:
+    """Rank and probability of ``value``'s word among ``words`` (``None`` when the list lacks it).
+
+    Raises:
+        ProbeError: ``words`` does not map words to finite numbers.
+    """
+    return _score(value, *_logits(words))
 
 
 def target_values(target: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -236,8 +322,8 @@ def score_probe(word_logits: Any, values: Mapping[str, Sequence[str]]) -> tuple[
         if kind not in roles:
             missing[kind] = "probe has no list for it"
             continue
-        words = _logits(word_logits[roles[kind]])
-        found = [score for value in values[kind] if (score := score_word(value, words)) is not None]
+        words, logits = _logits(word_logits[roles[kind]])
+        found = [score for value in values[kind] if (score := _score(value, words, logits)) is not None]
         if found:
             scores[kind] = max(found, key=lambda score: (score.probability, -score.rank))
         else:
@@ -367,33 +453,52 @@ def analyse_task(
         chosen = [s for s in samples if kind in s.scores]
         if not chosen:
             continue
-        ious = [s.iou for s in chosen]
-        correlations[f"{kind}_probability"] = correlate(
-            [s.scores[kind].probability for s in chosen], ious, iterations=iterations, seed=seed
-        )
+        scores = {f"{kind}_probability": [s.scores[kind].probability for s in chosen]}
         if kind == "category":
-            correlations["category_rank"] = correlate(
-                [s.scores[kind].rank for s in chosen], ious, iterations=iterations, seed=seed
-            )
+            scores["category_rank"] = [s.scores[kind].rank for s in chosen]
+        correlations.update(correlate_many(scores, [s.iou for s in chosen], iterations=iterations, seed=seed))
     with_category = [s for s in samples if "category" in s.scores]
     bins = rank_bins([s.scores["category"].rank for s in with_category], [s.iou for s in with_category])
-    layer_points = []
-    depth = max((len(s.layers) for s in samples), default=0)
-    for layer in range(depth):
-        pairs = [(s.layers[layer], s.iou) for s in samples if layer < len(s.layers) and s.layers[layer] is not None]
-        if not pairs:
-            continue
-        result = correlate([p for p, _ in pairs], [v for _, v in pairs], iterations=iterations, seed=seed)
-        layer_points.append(
-            {
-                "layer": layer,
-                "n": result.n,
-                "spearman": result.spearman,
-                "interval": result.spearman_interval,
-                "mean_probability": float(np.mean([p for p, _ in pairs])),
-            }
-        )
-    return TaskSemantics(name, samples, skipped, unmatched, correlations, bins, layer_points)
+    layers = _layer_curve(samples, iterations=iterations, seed=seed)
+    return TaskSemantics(name, samples, skipped, unmatched, correlations, bins, layers)
+
+
+def _layer_curve(samples: Sequence[SampleSemantics], *, iterations: int, seed: int) -> list[dict[str, Any]]:
+    """Spearman (with its interval) and mean of the category probability at each layer, against IoU.
+
+    When every sample with layer probes scores every layer (the normal case), all layers share one set
+    of resamples; otherwise each layer is correlated over the samples that score it.
+    """
+    with_layers = [s for s in samples if s.layers]
+    depth = max((len(s.layers) for s in with_layers), default=0)
+    if not depth:
+        return []
+    results: dict[int, Correlation] = {}
+    values: dict[int, list[float]] = {}
+    if all(len(s.layers) == depth and None not in s.layers for s in with_layers):
+        columns = {str(layer): [s.layers[layer] for s in with_layers] for layer in range(depth)}
+        shared = correlate_many(columns, [s.iou for s in with_layers], iterations=iterations, seed=seed)
+        results = {layer: shared[str(layer)] for layer in range(depth)}
+        values = {layer: columns[str(layer)] for layer in range(depth)}
+    else:
+        for layer in range(depth):
+            pairs = [(s.layers[layer], s.iou) for s in with_layers if layer < len(s.layers)]
+            pairs = [(p, v) for p, v in pairs if p is not None]
+            if pairs:
+                results[layer] = correlate(
+                    [p for p, _ in pairs], [v for _, v in pairs], iterations=iterations, seed=seed
+                )
+                values[layer] = [p for p, _ in pairs]
+    return [
+        {
+            "layer": layer,
+            "n": result.n,
+            "spearman": result.spearman,
+            "interval": result.spearman_interval,
+            "mean_probability": float(np.mean(values[layer])),
+        }
+        for layer, result in sorted(results.items())
+    ]
 
 
 def analyse_run(
@@ -527,6 +632,7 @@ __all__ = [
     "analyse_run",
     "analyse_task",
     "correlate",
+    "correlate_many",
     "pearson",
     "rank_bins",
     "sample_rows",
