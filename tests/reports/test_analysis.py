@@ -17,6 +17,7 @@ from reports.analysis import (
     ProbeError,
     analyse_task,
     correlate,
+    correlate_many,
     pearson,
     rank_bins,
     score_probe,
@@ -47,6 +48,21 @@ def test_independent_variables_give_an_interval_covering_zero():
     low, high = result.pearson_interval
     assert low < 0 < high
     assert correlate(x, y, iterations=1000, seed=3) == result  # seeded: the same intervals
+
+
+def test_bootstrap_intervals_match_scipy_on_every_resample():
+    from scipy.stats import pearsonr, spearmanr
+
+    rng = np.random.default_rng(1)
+    x, z, y = rng.integers(0, 5, size=30).astype(float), rng.normal(size=30), rng.normal(size=30)
+    found = correlate_many({"x": x, "z": z}, y, iterations=60, seed=3)
+    draws = np.random.default_rng(3).integers(0, 30, size=(60, 30))  # the draws correlate_many makes
+    for name, values in (("x", x), ("z", z)):
+        rho = np.array([spearmanr(values[d], y[d]).statistic for d in draws])
+        r = np.array([pearsonr(values[d], y[d]).statistic for d in draws])
+        assert found[name].spearman_interval == pytest.approx(tuple(np.quantile(rho, [0.025, 0.975])))
+        assert found[name].pearson_interval == pytest.approx(tuple(np.quantile(r, [0.025, 0.975])))
+        assert found[name].spearman == pytest.approx(spearmanr(values, y).statistic)
 
 
 def test_small_cases_by_hand():
