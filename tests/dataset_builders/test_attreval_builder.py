@@ -317,3 +317,17 @@ def test_the_cli_and_the_mini_build(mini_data, tmp_path, capsys):
     built = default_output(mini_data, "refcoco", "val")  # the mini build includes AttrEval
     assert (built / "refcoco_attri.jsonl").read_bytes() == (tmp_path / "cli" / "refcoco_attri.jsonl").read_bytes()
     assert main(["--data-root", str(tmp_path / "nothing"), "--out", str(tmp_path / "y")]) == 2
+
+
+def test_duplicates_are_removed(mini_data, tmp_path):
+    root = tmp_path / "mini"
+    shutil.copytree(mini_data, root)
+    path = root / "ref_seg/refcoco/refs(unc).p"
+    raw = pickle.loads(path.read_bytes())
+    cup = next(ref for ref in raw if ref["sentences"][0]["sent"] == "red cup in the middle")
+    raw.append({**cup, "ref_id": cup["ref_id"] + 500})  # a second ref on the same cup, same words
+    path.write_bytes(pickle.dumps(raw, protocol=2))
+    summary = build(root, tmp_path / "out", balance="none", export_datasets=False).summary
+    rejected = {(i["stage"], i["reason"]): i["count"] for i in summary["rejected"]}
+    assert rejected[("qa", "duplicate")] == 2  # the cup's colour (red) and position (center) pairs
+    assert summary["counts"]["qa_questions"] == 2 * len(EXPECTED_PAIRS)
