@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import rlemasklib
 from pycocotools import mask as coco_mask
+from rlemasklib import RLEMask
 
 from harness.errors import SampleError
 from harness.types import RLE
@@ -79,33 +80,63 @@ def validate(value: Any, expected_size: tuple[int, int] | None = None, *, what: 
     Raises:
         SampleError: naming what is wrong, so the sample is recorded as failed instead of scored 0.
     """
+    rle, raw = _checked_structure(value, expected_size, what)
+    _checked_area(rle, raw, what)
+    return rle
+
+
+def validated_mask(value: Any, expected_size: tuple[int, int] | None = None, *, what: str = "mask") -> RLEMask:
+    """`validate`, returning the decoded runs as an rlemasklib ``RLEMask`` for arithmetic on RLE.
+
+    ``RLEMask`` objects give areas (``.area()``) and intersections (``a & b``) without decoding pixels,
+    with the run lengths pycocotools would read, so scores that need several overlaps of one mask parse
+    its counts once.
+    """
+    rle, raw = _checked_structure(value, expected_size, what)
+    try:  # rlemasklib decodes the uint32 runs and checks that they add up to height * width
+        return RLEMask.from_dict({"size": rle["size"], "counts": raw})
+    except ValueError:
+        raise _uncovered(rle, what) from None
+
+
+def _checked_structure(value: Any, expected_size: tuple[int, int] | None, what: str) -> tuple[RLE, bytes]:
+    """Everything `validate` checks but the run lengths; returns the RLE and its counts as bytes."""
     if not isinstance(value, dict) or "size" not in value or "counts" not in value:
         raise SampleError(f"{what} is not an RLE dict with 'size' and 'counts': {str(value)[:80]}")
     size, counts = value["size"], value["counts"]
-    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(s, int) and s >= 0 for s in size)):
+    if not (isinstance(size, (list, tuple)) and len(size) == 2):
+        raise SampleError(f"{what} has size {size!r}; expected [height, width] as two non-negative integers")
+    height, width = size
+    if not (isinstance(height, int) and isinstance(width, int) and height >= 0 and width >= 0):
         raise SampleError(f"{what} has size {size!r}; expected [height, width] as two non-negative integers")
     if not isinstance(counts, str):
         raise SampleError(f"{what} counts must be a compressed RLE string, got {type(counts).__name__}")
+    if expected_size is not None and (height != expected_size[0] or width != expected_size[1]):
+        raise SampleError(f"{what} has size {[height, width]} but the image is {list(expected_size)} (height, width)")
     try:
         raw = counts.encode("ascii")
     except UnicodeEncodeError:
         raise SampleError(f"{what} counts are not a COCO compressed RLE string (non-ASCII characters)") from None
-    pixels = size[0] * size[1]
     kinds = raw.translate(_RLE_CHARACTER_KINDS)  # "0" ends a run, "P" continues it, "X" is no RLE character
     if b"X" in kinds or kinds.endswith(b"P") or b"PPPPPP" in kinds:
         raise SampleError(
             f"{what} RLE counts cover no valid run lengths (a character outside '0'..'o', "
             "an unfinished run, or a run longer than 6 characters)"
         )
-    try:  # rlemasklib decodes the uint32 runs and checks that they add up to height * width
-        rlemasklib.decompress({"size": [size[0], size[1]], "counts": raw})
+    return RLE(size=[height, width], counts=counts), raw
+
+
+def _checked_area(rle: RLE, raw: bytes, what: str) -> int:
+    """Foreground area; rlemasklib decodes the uint32 runs and checks that they add up to height * width."""
+    try:
+        return int(rlemasklib.area({"size": rle["size"], "counts": raw}))
     except ValueError:
-        raise SampleError(
-            f"{what} RLE counts cover a different number of pixels than the {pixels} of size {size}"
-        ) from None
-    if expected_size is not None and tuple(size) != tuple(expected_size):
-        raise SampleError(f"{what} has size {list(size)} but the image is {list(expected_size)} (height, width)")
-    return RLE(size=[size[0], size[1]], counts=counts)
+        raise _uncovered(rle, what) from None
+
+
+def _uncovered(rle: RLE, what: str) -> SampleError:
+    pixels = rle["size"][0] * rle["size"][1]
+    return SampleError(f"{what} RLE counts cover a different number of pixels than the {pixels} of size {rle['size']}")
 
 
 _RLE_CHARACTER_KINDS = bytes(
@@ -125,4 +156,5 @@ __all__ = [
     "intersection_area",
     "iou_matrix",
     "validate",
+    "validated_mask",
 ]

@@ -76,6 +76,13 @@ class Registry(Generic[T]):
         """Register a ``"module:attr"`` placeholder, imported on first `get`."""
         self._add(name, LazyEntry(target, kwargs), origin=target)
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (e.g. a test's temporary registration)."""
+        self._load_plugins()
+        if name not in self._entries:
+            raise UnknownNameError(self.kind, name, self._entries)
+        del self._entries[name], self._origins[name]
+
     def _add(self, name: str, entry: T | LazyEntry, origin: str) -> None:
         if name in self._entries:
             raise ValueError(

@@ -14,9 +14,8 @@ every commit while the numbers must not). Any difference is a failure; regenerat
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+import harness
 from harness import masks
 from harness.errors import DataError
 from harness.results import comparable, read_json, write_json
@@ -80,16 +80,17 @@ def normalise(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_case(case: GoldenCase, output_dir: Path) -> dict[str, Any]:
-    """Run ``case`` with the CLI into ``output_dir``; returns its normalised results."""
-    from harness.cli import main
+    """Run ``case`` with the CLI, in a fresh process, into ``output_dir``; returns its normalised results.
 
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
-        code = main(["run", *case.args, "--output-dir", str(output_dir), "--no-progress"])
-    if code != 0:
+    A separate process keeps the case independent of whatever the calling process registered.
+    """
+    command = [sys.executable, str(Path(harness.__file__).resolve().parent.parent / "run_eval.py"), "run"]
+    command += [*case.args, "--output-dir", str(output_dir), "--no-progress"]
+    finished = subprocess.run(command, capture_output=True, text=True)
+    if finished.returncode != 0:
         raise GoldenError(
-            f"golden case {case.name!r} failed: run_eval.py run {' '.join(case.args)} exited {code}:\n"
-            + printed.getvalue()[-2000:]
+            f"golden case {case.name!r} failed: run_eval.py run {' '.join(case.args)} exited "
+            f"{finished.returncode}:\n" + (finished.stdout + finished.stderr)[-2000:]
         )
     return normalise(read_json(output_dir / "results.json", "results file"))
 

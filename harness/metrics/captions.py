@@ -146,17 +146,21 @@ def _start_meteor() -> Any:
 def meteor_score(references: dict[Any, list[str]], candidates: dict[Any, list[str]]) -> float:
     """Corpus METEOR of tokenised captions through the shared METEOR process (restarted once on failure)."""
     with _METEOR_LOCK:
-        for attempt in (1, 2):
-            if not _METEOR:
-                _METEOR.append(_start_meteor())
-            try:
-                return float(_METEOR[0].compute_score(references, candidates)[0])
-            except (ValueError, OSError) as error:  # the JVM died or its output went out of step
-                broken = _METEOR.pop()
-                broken.meteor_p.kill()
-                if attempt == 2:
-                    raise RuntimeError(f"METEOR failed twice: {error}") from error
-    raise AssertionError("unreachable")
+        try:
+            return _shared_meteor_score(references, candidates)
+        except (ValueError, OSError):  # the JVM died or its output went out of step: start a fresh one
+            _METEOR.pop().meteor_p.kill()
+        try:
+            return _shared_meteor_score(references, candidates)
+        except (ValueError, OSError) as error:
+            _METEOR.pop().meteor_p.kill()
+            raise RuntimeError(f"METEOR failed twice: {error}") from error
+
+
+def _shared_meteor_score(references: dict[Any, list[str]], candidates: dict[Any, list[str]]) -> float:
+    if not _METEOR:
+        _METEOR.append(_start_meteor())
+    return float(_METEOR[0].compute_score(references, candidates)[0])
 
 
 def spice_missing_reason() -> str | None:

@@ -170,39 +170,16 @@ NODE_WORDS: tuple[str, ...] = tuple(row[0] for row in _synonym_rows() if row[0])
 """The 80 node words (COCO category names as CHAIR spells them), in table order."""
 
 _ANIMALS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "animal", "cub")
+# fmt: off
+_SELF_DOUBLE_WORDS = (
+    "motor bike", "motor cycle", "air plane", "traffic light", "street light", "traffic signal", "stop light",
+    "fire hydrant", "stop sign", "parking meter", "suit case", "sports ball", "baseball bat", "baseball glove",
+    "tennis racket", "wine glass", "hot dog", "cell phone", "mobile phone", "teddy bear", "hair drier",
+    "potted plant", "bow tie", "laptop computer", "stove top oven", "home plate", "train track",
+)
+# fmt: on
 DOUBLE_WORDS: dict[str, str] = {
-    **{
-        word: word
-        for word in (
-            "motor bike",
-            "motor cycle",
-            "air plane",
-            "traffic light",
-            "street light",
-            "traffic signal",
-            "stop light",
-            "fire hydrant",
-            "stop sign",
-            "parking meter",
-            "suit case",
-            "sports ball",
-            "baseball bat",
-            "baseball glove",
-            "tennis racket",
-            "wine glass",
-            "hot dog",
-            "cell phone",
-            "mobile phone",
-            "teddy bear",
-            "hair drier",
-            "potted plant",
-            "bow tie",
-            "laptop computer",
-            "stove top oven",
-            "home plate",
-            "train track",
-        )
-    },
+    **{word: word for word in _SELF_DOUBLE_WORDS},
     **{f"baby {animal}": animal for animal in _ANIMALS},
     **{f"adult {animal}": animal for animal in _ANIMALS},
     "passenger jet": "jet",
@@ -246,13 +223,16 @@ class CaptionObjects:
 
 
 def require_nltk_data() -> None:
-    """Check that NLTK finds the tokenizer, tagger and WordNet data CHAIR needs.
+    """Check (once per process, when found) that NLTK finds the tokenizer, tagger and WordNet data CHAIR needs.
 
     Raises:
         UserError: naming the missing packages, the search path and the download command.
     """
-    if _NLTK_READY:
-        return
+    _nltk_data_found()
+
+
+@functools.cache
+def _nltk_data_found() -> bool:
     import nltk
 
     missing = []
@@ -261,17 +241,13 @@ def require_nltk_data() -> None:
             nltk.data.find(resource)
         except LookupError:
             missing.append(package)
-    if missing:
+    if missing:  # an exception is not cached: the next caption checks again
         raise UserError(
             f"CHAIR needs the NLTK data {', '.join(missing)}, which NLTK does not find on its search path "
             f"({', '.join(map(str, nltk.data.path))}). Download it with `{NLTK_DOWNLOAD}`, or point the "
             "NLTK_DATA environment variable at a folder that holds it."
         )
-    _NLTK_READY.append(True)
-
-
-_NLTK_READY: list[bool] = []
-"""Non-empty once the NLTK data was found (checked once per process)."""
+    return True
 
 
 @functools.cache

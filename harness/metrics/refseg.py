@@ -11,8 +11,11 @@ the *sum* of the annotation's polygons (value 1 = target, 2+ = covered by severa
 * I = |P ∧ (G == 1)| and U = |P| + |G == 1| - I: a pixel covered by two polygons is neither target nor
   background; it adds to the union only where it is predicted.
 
-The target mask of a sample is therefore the *exactly-one-coverage* mask (`refer_target_mask`), and both
-I and U are computed on COCO RLE with pycocotools (merge + area), without decoding masks.
+The target mask of a sample is therefore the *exactly-one-coverage* mask (`refer_target_mask`, built with
+pycocotools' polygon rasterisation), and I and U are computed on COCO RLE without decoding masks: each mask's
+counts are decoded once into runs by rlemasklib (pycocotools' RLE code with the same uint32 reading, about
+twice as fast here as pycocotools' merge, which allocates a full height x width buffer per call), which
+gives the areas and the intersection.
 
 Aggregates over sentences s:
 
@@ -42,6 +45,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import rlemasklib
 from pycocotools import mask as coco_mask
+from rlemasklib import RLEMask
 
 from harness import masks
 from harness.errors import SampleError
@@ -149,32 +153,20 @@ def _exactly_one(parts: Sequence[dict[str, Any]], height: int, width: int) -> RL
 # ---------------------------------------------------------------------------
 
 
-def _overlap(predicted: RLE | None, target: RLE, ignore: RLE | None) -> tuple[int, int]:
-    """(I, U) of one sentence, on RLE; ``predicted=None`` scores an empty prediction."""
-    truth = {"size": target["size"], "counts": target["counts"]}
+def _overlap(predicted: RLEMask | None, target: RLEMask, ignore: RLEMask | None) -> tuple[int, int]:
+    """(I, U) of one sentence on run lengths; ``predicted=None`` scores an empty prediction."""
+    target_area = target.area()
+    if ignore is not None:  # pixels under the ignore mask count neither as predicted nor as target
+        target_area -= (target & ignore).area()
     if predicted is None:
-        target_area = int(coco_mask.area(truth))
-        if ignore is not None:
-            target_area -= int(coco_mask.area(coco_mask.merge([truth, _plain(ignore)], intersect=True)))
         return 0, target_area
-    guess = {"size": predicted["size"], "counts": predicted["counts"]}
-    both = coco_mask.merge([guess, truth], intersect=True)
-    if ignore is None:
-        predicted_area, target_area, intersection = (int(a) for a in coco_mask.area([guess, truth, both]))
-    else:  # pixels under the ignore mask count neither as predicted nor as target
-        skip = _plain(ignore)
-        overlaps = [
-            coco_mask.merge([guess, skip], intersect=True),
-            coco_mask.merge([truth, skip], intersect=True),
-            coco_mask.merge([both, skip], intersect=True),
-        ]
-        areas = [int(a) for a in coco_mask.area([guess, truth, both, *overlaps])]
-        predicted_area, target_area, intersection = areas[0] - areas[3], areas[1] - areas[4], areas[2] - areas[5]
+    predicted_area = predicted.area()
+    both = predicted & target
+    intersection = both.area()
+    if ignore is not None:
+        predicted_area -= (predicted & ignore).area()
+        intersection -= (both & ignore).area()
     return intersection, predicted_area + target_area - intersection
-
-
-def _plain(rle: RLE) -> dict[str, Any]:
-    return {"size": rle["size"], "counts": rle["counts"]}
 
 
 class ReferringSegmentation(Metric):
@@ -215,12 +207,12 @@ class ReferringSegmentation(Metric):
     def score(self, sample: Sample, prediction: Prediction) -> Record:
         if "mask" not in sample.target:
             raise SampleError(f"target has no 'mask' (keys: {sorted(sample.target)})")
-        target = masks.validate(sample.target["mask"], sample.image_size, what="target mask")
-        size = (target["size"][0], target["size"][1])
+        target = masks.validated_mask(sample.target["mask"], sample.image_size, what="target mask")
+        size = (int(target.shape[0]), int(target.shape[1]))
         ignore = sample.target.get("ignore")
         if ignore is not None:
-            ignore = masks.validate(ignore, size, what="ignore mask")
-        predicted = masks.validate(prediction.masks[0], size, what="predicted mask") if prediction.masks else None
+            ignore = masks.validated_mask(ignore, size, what="ignore mask")
+        predicted = masks.validated_mask(prediction.masks[0], size, what="predicted mask") if prediction.masks else None
         if predicted is None and self.protocol == "generation":
             intersection, union = 0, 0
         else:

@@ -464,6 +464,8 @@ class ConvNextConfig:
     norm_eps: float = 1e-6
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "dims", tuple(self.dims))  # JSON gives lists
+        object.__setattr__(self, "depths", tuple(self.depths))
         name = type(self).__name__
         _check_seg(len(self.dims) == 4, name, f"dims must have 4 stages, got {self.dims}")
         _check_seg(len(self.depths) == 4, name, f"depths must have 4 stages, got {self.depths}")
@@ -530,6 +532,7 @@ class OmgSegConfig:
     norm_eps: float = 1e-5
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "strides", tuple(self.strides))  # JSON gives a list
         name = type(self).__name__
         c = self.hidden_size
         _check_seg(len(self.strides) == 4, name, f"strides must have 4 entries, got {self.strides}")
@@ -670,22 +673,69 @@ class LiraAddedTokenIds:
         return dataclasses.asdict(self)
 
 
+LiraStage = Literal["finetune", "pretrain"]
+"""Training stage a model is built for (lira-model.md §9, §10): `finetune` is the released model (SEFE
+projector with cross-attention, InternVL tokens in the LLM input, `[SEG]` mask losses); `pretrain` is stage 1
+(`onlyomg_pretrain` + `add_seg_pretrain`: no cross-attention, no InternVL tokens, projection loss)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class LiraConfig:
-    """The whole LIRA model. Each part's config is validated on its own; this checks how they fit."""
+    """The whole LIRA model. Each part's config is validated on its own; this checks how they fit.
+
+    `seg_image_size` is the side of the square OMG-Seg input (the padded image resized to 1024 in LIRA)
+    and of the ground-truth masks of the training losses.
+    """
 
     vision_language: LiraVisionLanguageConfig = dataclasses.field(default_factory=LiraVisionLanguageConfig)
     added_tokens: LiraAddedTokenIds = dataclasses.field(default_factory=LiraAddedTokenIds)
     lora: LiraLoraConfig = dataclasses.field(default_factory=LiraLoraConfig)
+    omg_seg: OmgSegConfig = dataclasses.field(default_factory=OmgSegConfig)
+    projector: SefeProjectorConfig = dataclasses.field(default_factory=SefeProjectorConfig)
+    text_to_vision: TextToVisionConfig = dataclasses.field(default_factory=TextToVisionConfig)
+    mask_loss: MaskLossConfig = dataclasses.field(default_factory=MaskLossConfig)
+    seg_image_size: int = 1024
+    stage: LiraStage = "finetune"
 
     def __post_init__(self) -> None:
+        where = type(self).__name__
         vocab_size = self.vision_language.text.vocab_size
         for name, value in self.added_tokens.as_dict().items():
             _require(
                 0 <= value < vocab_size,
-                type(self).__name__,
+                where,
                 f"added_tokens.{name} = {value} is outside the vocabulary [0, {vocab_size})",
             )
+        hidden = self.vision_language.text.hidden_size
+        omg = self.omg_seg
+        for name, value, expected in (
+            ("projector.llm_hidden_size", self.projector.llm_hidden_size, hidden),
+            ("text_to_vision.llm_hidden_size", self.text_to_vision.llm_hidden_size, hidden),
+            ("projector.query_channels", self.projector.query_channels, omg.hidden_size),
+            ("projector.clip_channels", self.projector.clip_channels, omg.backbone.dims[-1]),
+            ("projector.pixel_shuffle_ratio", self.projector.pixel_shuffle_ratio, omg.pixel_shuffle_ratio),
+            ("text_to_vision.out_channels", self.text_to_vision.out_channels, 2 * omg.hidden_size),
+        ):
+            _require(value == expected, where, f"{name} = {value} does not fit the model (expected {expected})")
+        step = omg.strides[-1] * omg.pixel_shuffle_ratio
+        _require(
+            self.seg_image_size > 0 and self.seg_image_size % step == 0,
+            where,
+            f"seg_image_size {self.seg_image_size} must be a positive multiple of {step}",
+        )
+        _require(self.stage in ("finetune", "pretrain"), where, f"unknown stage {self.stage!r}")
+        _require(
+            self.stage == "finetune" or not self.projector.cross_attention,
+            where,
+            "stage 'pretrain' needs projector.cross_attention=False (the original's add_seg_pretrain with "
+            "add_cross refers to a module that does not exist, lira-model.md §15.7)",
+        )
+
+    def for_stage(self, stage: LiraStage) -> LiraConfig:
+        """This config for a training stage: `pretrain` drops the projector's cross-attention (stage-1 configs
+        set `add_cross=False`); `finetune` restores it."""
+        projector = dataclasses.replace(self.projector, cross_attention=stage == "finetune")
+        return dataclasses.replace(self, stage=stage, projector=projector)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -696,16 +746,21 @@ class LiraConfig:
 
 
 def _lira_2b() -> LiraConfig:
-    """InternVL2-2B (InternViT-300M + InternLM2-chat-1.8B) plus LIRA's six tokens, LoRA r=128, alpha=256."""
+    """InternVL2-2B (InternViT-300M + InternLM2-chat-1.8B) plus LIRA's six tokens, LoRA r=128, alpha=256,
+    OMG-Seg ConvNeXt-L and the SEFE / `[SEG]` projectors at H = 2048."""
     return LiraConfig(
         vision_language=LiraVisionLanguageConfig(text=LiraTextConfig(vocab_size=92553 + 6)),
         added_tokens=LiraAddedTokenIds.after(92553),
         lora=LiraLoraConfig(rank=128, alpha=256.0),
+        omg_seg=OMG_SEG_CONVNEXT_LARGE,
+        projector=SEFE_PROJECTOR_2B,
+        text_to_vision=TEXT_TO_VISION_2B,
     )
 
 
 def _lira_8b() -> LiraConfig:
-    """InternVL2-8B (InternViT-300M + InternLM2.5-7B-chat) plus LIRA's tokens, LoRA r=256, alpha=512.
+    """InternVL2-8B (InternViT-300M + InternLM2.5-7B-chat) plus LIRA's tokens, LoRA r=256, alpha=512,
+    OMG-Seg ConvNeXt-L and the projectors at H = 4096.
 
     The InternLM2.5-7B dimensions are the public model card values, not checked against a checkpoint here
     (lira-model.md §16); loading a real InternVL2-8B folder compares them with its `config.json`.
@@ -722,12 +777,20 @@ def _lira_8b() -> LiraConfig:
         vision_language=LiraVisionLanguageConfig(text=text),
         added_tokens=LiraAddedTokenIds.after(92553),
         lora=LiraLoraConfig(rank=256, alpha=512.0),
+        omg_seg=OMG_SEG_CONVNEXT_LARGE,
+        projector=SEFE_PROJECTOR_8B,
+        text_to_vision=TEXT_TO_VISION_8B,
     )
 
 
 def _lira_tiny() -> LiraConfig:
-    """Same architecture at tiny widths (the fixtures/internvl2_tiny sizes: 56 px tiles of 4 tokens, vocab 300
-    with the chat tokens at 289..299, plus LIRA's six tokens at 300..305), for tests and demos."""
+    """Same architecture at tiny widths, for tests and demos.
+
+    Vision-language part: the fixtures/internvl2_tiny sizes (56 px tiles of 4 tokens, LLM width 64, vocab 300
+    with the chat tokens at 289..299, plus LIRA's six tokens at 300..305). Segmentation part: the
+    fixtures/lira_seg_tiny sizes (`OMG_SEG_TINY`: 8 queries, width 64; projectors at H = 64), on a 192 px
+    OMG input (3x3 = 9 pixel tokens, as the fixture). Point sampling uses 256 points instead of 12544.
+    """
     vision = LiraVisionConfig(
         image_size=56, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4
     )
@@ -744,6 +807,11 @@ def _lira_tiny() -> LiraConfig:
         vision_language=LiraVisionLanguageConfig(vision=vision, text=text, chat_tokens=chat_tokens),
         added_tokens=LiraAddedTokenIds.after(300),
         lora=LiraLoraConfig(rank=8, alpha=16.0),
+        omg_seg=OMG_SEG_TINY,
+        projector=SEFE_PROJECTOR_TINY,
+        text_to_vision=TEXT_TO_VISION_TINY,
+        mask_loss=MaskLossConfig(num_points=256),
+        seg_image_size=192,
     )
 
 

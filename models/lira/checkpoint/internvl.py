@@ -117,6 +117,38 @@ def split_internlm2_wqkv(
     return q, k, v
 
 
+def pack_internlm2_wqkv(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int, num_kv_heads: int
+) -> torch.Tensor:
+    """The inverse of `split_internlm2_wqkv`: Llama's q, k, v projections → InternLM2's grouped `wqkv`.
+
+    Args:
+        q: `(H·D, ...)`; k, v: `(K·D, ...)`. Any trailing shape (a weight `(·, hidden)` or a LoRA B `(·, r)`).
+
+    Returns:
+        `((H + 2K)·D, ...)`: per KV group g, the G = H/K query heads of the group, key head g, value head g.
+    """
+    if num_heads % num_kv_heads:
+        raise ValueError(f"num_heads {num_heads} is not a multiple of num_kv_heads {num_kv_heads}")
+    group = num_heads // num_kv_heads
+    if q.shape[0] % num_heads or k.shape[0] != v.shape[0] or k.shape[0] * num_heads != q.shape[0] * num_kv_heads:
+        raise ValueError(
+            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} do not fit {num_heads} query heads "
+            f"over {num_kv_heads} KV heads"
+        )
+    head_dim = q.shape[0] // num_heads
+    rest = tuple(q.shape[1:])
+    grouped = torch.cat(
+        [
+            q.reshape(num_kv_heads, group, head_dim, *rest),
+            k.reshape(num_kv_heads, 1, head_dim, *rest),
+            v.reshape(num_kv_heads, 1, head_dim, *rest),
+        ],
+        dim=1,
+    )
+    return grouped.reshape((num_heads + 2 * num_kv_heads) * head_dim, *rest).contiguous()
+
+
 def _split(split: str, tensor: torch.Tensor, config: LiraVisionLanguageConfig) -> tuple[torch.Tensor, ...]:
     if split == "qkv_thirds":
         return split_vision_qkv(tensor)

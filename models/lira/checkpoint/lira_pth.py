@@ -37,6 +37,7 @@ from models.lira.checkpoint.common import (
     rule,
 )
 from models.lira.checkpoint.internvl import (
+    InternVLCheckpoint,
     build_vision_language,
     convert_internvl_state_dict,
     read_internvl_folder,
@@ -277,6 +278,33 @@ def _config_differences(actual: object, expected: object, prefix: str) -> list[s
     return [] if actual == expected else [f"{prefix}: folder {actual!r}, LIRA config {expected!r}"]
 
 
+def read_lira_internvl_folder(internvl_folder: str | Path, vl_config: LiraVisionLanguageConfig) -> InternVLCheckpoint:
+    """Read an InternVL2 folder and check that its `config.json` agrees with `vl_config`, except for the
+    vocabulary, which may be smaller (LIRA grows it by its six tokens).
+
+    Raises:
+        CheckpointError: naming every config field that differs.
+    """
+    checkpoint = read_internvl_folder(
+        internvl_folder, chat_tokens=vl_config.chat_tokens, attn_implementation=vl_config.attn_implementation
+    )
+    folder_vocab = checkpoint.config.text.vocab_size
+    if folder_vocab > vl_config.text.vocab_size:
+        raise CheckpointError(
+            f"{internvl_folder}: vocabulary {folder_vocab} is larger than the LIRA config's {vl_config.text.vocab_size}"
+        )
+    comparable = dataclasses.replace(
+        checkpoint.config,
+        text=dataclasses.replace(checkpoint.config.text, vocab_size=vl_config.text.vocab_size),
+    )
+    differences = _config_differences(comparable, vl_config, "vision_language")
+    if differences:
+        raise CheckpointError(
+            f"{internvl_folder}/config.json does not match the LIRA config:\n  " + "\n  ".join(differences)
+        )
+    return checkpoint
+
+
 def load_lira_vision_language(
     internvl_folder: str | Path,
     lira_pth: str | Path | None,
@@ -299,24 +327,7 @@ def load_lira_vision_language(
         segmentation half (empty without a `.pth`), and the conversion report.
     """
     vl_config = config.vision_language
-    checkpoint = read_internvl_folder(
-        internvl_folder, chat_tokens=vl_config.chat_tokens, attn_implementation=vl_config.attn_implementation
-    )
-    folder_vocab = checkpoint.config.text.vocab_size
-    if folder_vocab > vl_config.text.vocab_size:
-        raise CheckpointError(
-            f"{internvl_folder}: vocabulary {folder_vocab} is larger than the LIRA config's {vl_config.text.vocab_size}"
-        )
-    comparable = dataclasses.replace(
-        checkpoint.config,
-        text=dataclasses.replace(checkpoint.config.text, vocab_size=vl_config.text.vocab_size),
-    )
-    differences = _config_differences(comparable, vl_config, "vision_language")
-    if differences:
-        raise CheckpointError(
-            f"{internvl_folder}/config.json does not match the LIRA config:\n  " + "\n  ".join(differences)
-        )
-
+    checkpoint = read_lira_internvl_folder(internvl_folder, vl_config)
     delta = read_lira_pth(lira_pth) if lira_pth is not None else None
     resolved = resolve_dtype(dtype)
     files = ", ".join(str(path) for path in checkpoint.files)

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
+from models.lira.checkpoint.common import CheckpointKeyError
 from models.lira.segmentation import OmgSegEncoder
 
 OMG_SEG_IGNORED_KEYS: tuple[tuple[str, str], ...] = (
@@ -32,10 +33,6 @@ OMG_SEG_IGNORED_KEYS: tuple[tuple[str, str], ...] = (
 """(anchored pattern, reason) for checkpoint keys the original model holds but LIRA never runs."""
 
 _IGNORED = tuple(re.compile(pattern) for pattern, _ in OMG_SEG_IGNORED_KEYS)
-
-
-class CheckpointKeyError(ValueError):
-    """A checkpoint's keys or shapes do not match the model; the message lists every key at fault."""
 
 
 @dataclass(frozen=True)
@@ -152,15 +149,7 @@ def convert_omg_seg_state_dict(
             converted[key] = tensor
     missing = [key for key in model_shapes if key not in converted and key not in state_dict]
     if missing or unexpected or wrong_shape:
-        lines = [f"{source} does not match the OMG-Seg model:"]
-        for title, keys in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("shape mismatch", wrong_shape),
-        ):
-            if keys:
-                lines.append(f"  {title} ({len(keys)}): " + ", ".join(keys))
-        raise CheckpointKeyError("\n".join(lines))
+        raise CheckpointKeyError(f"{source} (OMG-Seg)", missing=missing, unexpected=unexpected, mismatched=wrong_shape)
     return converted, tuple(ignored)
 
 
@@ -181,7 +170,6 @@ def load_omg_seg(model: OmgSegEncoder, weights: str | Path, class_embeddings: st
 
 __all__ = [
     "OMG_SEG_IGNORED_KEYS",
-    "CheckpointKeyError",
     "OmgSegLoadReport",
     "convert_omg_seg_state_dict",
     "load_omg_seg",

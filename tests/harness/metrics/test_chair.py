@@ -1,15 +1,26 @@
 """CHAIR: OPERA's caption parsing and synonym quirks by hand, hand-worked metrics, and 250 random captions
-against a literal transcription of OPERA's ``chair.py``. Needs the NLTK data (NLTK_DATA, see conftest)."""
+against a literal transcription of OPERA's ``chair.py``. Needs the NLTK data: NLTK_DATA, by default the
+bundled ../shared/nltk_data beside the repository."""
 
-import nltk
-import numpy as np
-import pytest
-from nltk.corpus import wordnet
-from nltk.stem import WordNetLemmatizer
+import os
+import sys
+from pathlib import Path
 
-from harness.errors import SampleError, UserError
-from harness.metrics import chair
-from harness.metrics.chair import (
+BUNDLED_NLTK_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "nltk_data"  # ../shared/nltk_data
+if "NLTK_DATA" not in os.environ and BUNDLED_NLTK_DATA.is_dir():
+    os.environ["NLTK_DATA"] = str(BUNDLED_NLTK_DATA)
+    if "nltk" in sys.modules:  # imported earlier: its search path was fixed at import
+        sys.modules["nltk"].data.path.insert(0, str(BUNDLED_NLTK_DATA))
+
+import nltk  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from nltk.corpus import wordnet  # noqa: E402
+from nltk.stem import WordNetLemmatizer  # noqa: E402
+
+from harness.errors import SampleError, UserError  # noqa: E402
+from harness.metrics import chair  # noqa: E402
+from harness.metrics.chair import (  # noqa: E402
     NODE_WORDS,
     SYNONYM_ROWS,
     SYNONYMS,
@@ -18,7 +29,7 @@ from harness.metrics.chair import (
     category_node_word,
     parse_caption,
 )
-from harness.types import Prediction, Sample
+from harness.types import Prediction, Sample  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -107,9 +118,10 @@ def test_bad_input():
 
 def test_missing_nltk_data_names_the_download_command(monkeypatch, tmp_path):
     monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
-    monkeypatch.setattr(chair, "_NLTK_READY", [])
+    chair._nltk_data_found.cache_clear()
     with pytest.raises(UserError) as error:
         caption_to_objects("A dog.")
+    chair._nltk_data_found.cache_clear()
     message = str(error.value)
     assert "python -m nltk.downloader punkt_tab averaged_perceptron_tagger_eng wordnet" in message
     assert "punkt_tab, averaged_perceptron_tagger_eng, wordnet" in message and "NLTK_DATA" in message

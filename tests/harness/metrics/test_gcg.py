@@ -358,7 +358,7 @@ def test_text_encoder_matches_glamm_embedding_and_sklearn_cosine(minilm_folder):
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_folder)
-    model = AutoModel.from_pretrained(minilm_folder)
+    model = AutoModel.from_pretrained(minilm_folder)  # GLaMM loads at import time, in eval mode
 
     def get_bert_embedding(text):  # GLaMM evaluate.py
         inputs = tokenizer(text, return_tensors="pt", max_length=512, truncation=True)

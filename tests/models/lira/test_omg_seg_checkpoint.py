@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
+from models.lira.checkpoint.common import CheckpointKeyError
 from models.lira.checkpoint.omg_seg import (
-    CheckpointKeyError,
     load_omg_seg,
     read_class_embeddings,
     read_omg_seg_state_dict,
@@ -157,16 +157,21 @@ def test_missing_key_is_named(tmp_path: Path, synthetic: dict[str, Tensor], clas
     weights = _write_pth(tmp_path / "w.pth", {"state_dict": synthetic})
     with pytest.raises(
         CheckpointKeyError,
-        match=r"missing \(1\): panoptic_head\.transformer_decoder\.layers\.1\.norms\.2\.bias",
-    ):
+        match=r"1 missing keys:\n    panoptic_head\.transformer_decoder\.layers\.1\.norms\.2\.bias",
+    ) as caught:
         load_omg_seg(OmgSegEncoder(OMG_SEG_TINY), weights, _write_pth(tmp_path / "c.pth", class_embeddings))
+    assert caught.value.missing == ["panoptic_head.transformer_decoder.layers.1.norms.2.bias"]
+    assert caught.value.unexpected == [] and caught.value.mismatched == []
 
 
 def test_extra_key_is_named(tmp_path: Path, synthetic: dict[str, Tensor], class_embeddings: Tensor) -> None:
     synthetic["panoptic_head.cls_embed_extra.weight"] = torch.zeros(3)
     weights = _write_pth(tmp_path / "w.pth", {"state_dict": synthetic})
-    with pytest.raises(CheckpointKeyError, match=r"unexpected \(1\): panoptic_head\.cls_embed_extra\.weight"):
+    with pytest.raises(
+        CheckpointKeyError, match=r"1 unexpected keys:\n    panoptic_head\.cls_embed_extra\.weight"
+    ) as caught:
         load_omg_seg(OmgSegEncoder(OMG_SEG_TINY), weights, _write_pth(tmp_path / "c.pth", class_embeddings))
+    assert caught.value.unexpected == ["panoptic_head.cls_embed_extra.weight"] and caught.value.missing == []
 
 
 def test_wrong_shape_is_named(tmp_path: Path, synthetic: dict[str, Tensor], class_embeddings: Tensor) -> None:

@@ -27,6 +27,8 @@ from models.lira.config import (
     LiraTextConfig,
     LiraVisionConfig,
     LiraVisionLanguageConfig,
+    SefeProjectorConfig,
+    TextToVisionConfig,
 )
 
 RANK, ALPHA = 4, 8.0
@@ -57,6 +59,9 @@ def lira_config(rank: int = RANK) -> LiraConfig:
         ),
         added_tokens=LiraAddedTokenIds.after(syn.TEXT["vocab"]),
         lora=LiraLoraConfig(rank=rank, alpha=ALPHA),
+        # Segmentation side: unused here, but its LLM widths must fit (LiraConfig checks).
+        projector=SefeProjectorConfig(llm_hidden_size=48, cross_attention_heads=4),
+        text_to_vision=TextToVisionConfig(llm_hidden_size=48),
     )
 
 
