@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 NLTK_DATA ?= $(if $(wildcard ../shared/nltk_data),$(abspath ../shared/nltk_data),$(HOME)/nltk_data)
 export NLTK_DATA
 
-.PHONY: demo test install lint golden
+.PHONY: demo test install lint golden nltk-data
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -19,7 +19,13 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-demo: $(VENV)/.installed
+# CHAIR's tokenizer, tagger and lemmatiser data; fetched once with NLTK's own downloader when missing.
+nltk-data: $(VENV)/.installed
+	@$(PYTHON) -c "import nltk; [nltk.data.find(p) for p in ('tokenizers/punkt_tab', \
+		'taggers/averaged_perceptron_tagger_eng', 'corpora/wordnet')]" 2>/dev/null \
+		|| $(PYTHON) -m nltk.downloader -d "$(NLTK_DATA)" punkt_tab averaged_perceptron_tagger_eng wordnet < /dev/null
+
+demo: $(VENV)/.installed nltk-data
 	$(PYTHON) run_eval.py --model oracle --tasks all --output-dir runs/demo/oracle --no-progress
 	$(PYTHON) run_eval.py --model constant --model-args answer=yes,mask=center --tasks all \
 		--output-dir runs/demo/constant --no-progress

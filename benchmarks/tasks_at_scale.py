@@ -23,7 +23,7 @@ from harness.results import ModelInfo
 from harness.runner import RunSettings, evaluate
 from harness.task import expand_task_names, get_task
 
-RUN_TASKS = ("refcoco_val", "pope_random", "attreval_qa")
+RUN_TASKS = ("refcoco_val", "pope_random", "attreval_qa_lira")
 
 
 def peak_rss_mb() -> float:
@@ -45,6 +45,8 @@ def main() -> int:
     for name in expand_task_names("all"):
         if name.startswith("gcg") or name == "chair" or "_gqa_" in name or "_aokvqa_" in name:
             continue  # same loaders as gcg_val, pope_*; chair draws 500 images
+        if name in ("attreval_qa", "attreval_seg"):
+            continue  # built AttrEval: benchmarks/attreval_builder.py
         task = get_task(name)
         start = time.perf_counter()
         count = len(task.samples(root))

@@ -1,7 +1,8 @@
 """Command line: ``run_eval.py [run] --model NAME --tasks T1,T2 ...`` and its sub-commands.
 
 Sub-commands: ``run`` (the default), ``score RUN_DIR``, ``list tasks|models``, ``check-data``,
-``report RUN_DIR... --out DIR`` (leaderboards) and ``compare BASELINE CURRENT`` (regression check).
+``report RUN_DIR... --out DIR`` (leaderboards), ``compare BASELINE CURRENT`` (regression check) and
+``analyze RUN_DIR`` (seg-token semantics against IoU).
 Bad input ends with a one-line ``error: ...`` and exit code 2, never a traceback.
 """
 
@@ -93,6 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--bootstrap-iters", type=int, default=1000, help="paired bootstrap resamples (0 disables)")
     compare.add_argument("--seed", type=int, default=0, help="seed of the paired bootstrap")
+    analyze = commands.add_parser(
+        "analyze",
+        help="correlate [SEG] probe semantics with IoU in a finished run",
+        description="For samples whose predictions carry [SEG] probes: rank and probability of the target's "
+        "category (and attribute) words in the logit-lens distribution, their Spearman and Pearson correlation "
+        "with per-sample IoU (bootstrap intervals), IoU by rank, and the per-layer curve. Writes "
+        "RUN_DIR/analysis/seg_semantics{.csv,_layers.csv,.json} and plots, and rewrites the run report.",
+    )
+    analyze.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    analyze.add_argument("--tasks", default=None, help="comma-separated tasks to analyse (default: every task)")
+    analyze.add_argument("--out", type=Path, default=None, help="output folder (default RUN_DIR/analysis)")
+    analyze.add_argument("--bootstrap-iters", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    analyze.add_argument("--seed", type=int, default=None, help="bootstrap seed (default: the run's seed)")
     return parser
 
 
@@ -319,6 +333,30 @@ def command_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return comparison.exit_code()
 
 
+def command_analyze(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Write the seg-token semantic analysis of a finished run and print its correlations."""
+    from reports.analysis import write_analysis
+
+    if args.bootstrap_iters < 0:
+        raise UserError("--bootstrap-iters must be 0 or more")
+    tasks = [name.strip() for name in args.tasks.split(",") if name.strip()] if args.tasks else None
+    analyses, paths = write_analysis(
+        args.run_dir, args.out, iterations=args.bootstrap_iters, seed=args.seed, tasks=tasks
+    )
+    for name, analysis in analyses.items():
+        print(f"{name}: {len(analysis.samples)} samples with [SEG] probes scored")
+        for measure, value in analysis.correlations.items():
+            interval = value.spearman_interval
+            shown = f" [{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else ""
+            print(f"  {measure:<22} n={value.n:<6} Spearman {value.spearman:+.3f}{shown}  Pearson {value.pearson:+.3f}")
+        for reason, count in sorted(analysis.skipped.items()):
+            print(f"  left out: {reason}: {count}")
+    for path in paths.values():
+        print(path)
+    write_report(args.run_dir)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Sequence[str]], int]] = {
     "run": command_run,
     "score": command_score,
@@ -326,6 +364,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Sequence[str]], int]] = {
     "check-data": command_check_data,
     "report": command_report,
     "compare": command_compare,
+    "analyze": command_analyze,
 }
 
 

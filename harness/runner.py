@@ -183,16 +183,22 @@ def predict_missing(
     cache: PredictionCache,
     settings: RunSettings,
     distributed: Distributed,
-) -> dict[str, float]:
-    """Predict this rank's samples that the cache lacks, storing each batch as soon as it returns."""
+) -> tuple[dict[str, float], dict[str, Prediction]]:
+    """Predict this rank's samples that the cache lacks, storing each batch as soon as it returns.
+
+    Returns the adapter's seconds per task, and every outcome of this rank's samples by cache key
+    (cached predictions, new predictions and new failures).
+    """
     wants_reference = "reference" in adapter.capabilities
     batch_size = max(1, settings.batch_size or adapter.preferred_batch_size)
     model_seconds: dict[str, float] = {}
+    outcomes: dict[str, Prediction] = {}
     pending: list[tuple[PreparedTask, list[int]]] = []
     total = cached_count = 0
     for item in prepared:
         mine = list(distributed.shard(len(item.samples)))
         cached = cache.get_many([item.keys[i] for i in mine])
+        outcomes.update(cached)
         todo = [i for i in mine if item.keys[i] not in cached]
         pending.append((item, todo))
         total += len(mine)
@@ -228,9 +234,21 @@ def predict_missing(
                     seconds += elapsed
                     results.update({index: p for (index, _), p in zip(requests, predictions, strict=True)})
                 cache.put_many((item.keys[i], item.task.name, item.samples[i].sample_id, results[i]) for i in chunk)
+                outcomes.update((item.keys[i], results[i]) for i in chunk)
                 bar.update(len(chunk))
             model_seconds[item.task.name] = seconds
-    return model_seconds
+    return model_seconds, outcomes
+
+
+def cached_outcomes(
+    prepared: Sequence[PreparedTask], cache: PredictionCache, distributed: Distributed
+) -> dict[str, Prediction]:
+    """This rank's cached predictions and recorded failures, by cache key (for re-scoring without a model)."""
+    keys = [item.keys[i] for item in prepared for i in distributed.shard(len(item.samples))]
+    outcomes = cache.get_many(keys)
+    failures = cache.failures([key for key in keys if key not in outcomes])
+    outcomes.update((key, Prediction(error=error)) for key, error in failures.items())
+    return outcomes
 
 
 # ---------------------------------------------------------------------------
@@ -244,18 +262,15 @@ def _check_metric_names(task: Task, metrics: Sequence[Metric]) -> None:
         raise ValueError(f"task {task.name!r} declares metrics with the same name: {names}")
 
 
-def score_shard(item: PreparedTask, cache: PredictionCache, distributed: Distributed) -> dict[str, Any]:
+def score_shard(item: PreparedTask, outcomes: dict[str, Prediction], distributed: Distributed) -> dict[str, Any]:
     """Score this rank's samples of one task: metric states plus the per-sample log rows."""
     metrics = item.task.metrics()
     _check_metric_names(item.task, metrics)
-    mine = list(distributed.shard(len(item.samples)))
-    keys = [item.keys[i] for i in mine]
-    predictions = cache.get_many(keys)
-    failures = cache.failures([key for key in keys if key not in predictions])
     rows = []
-    for index in mine:
+    for index in distributed.shard(len(item.samples)):
         sample, key = item.samples[index], item.keys[index]
-        prediction = predictions.get(key)
+        outcome = outcomes.get(key)
+        prediction = None if outcome is None or outcome.error is not None else outcome
         row: dict[str, Any] = {
             "index": index,
             "sample_id": sample.sample_id,
@@ -266,8 +281,10 @@ def score_shard(item: PreparedTask, cache: PredictionCache, distributed: Distrib
             "scores": {},
             "error": None,
         }
-        if prediction is None:
-            row["error"] = failures.get(key, "NotPredicted: no prediction is cached for this sample")
+        if outcome is None:
+            row["error"] = "NotPredicted: no prediction is cached for this sample"
+        elif prediction is None:
+            row["error"] = outcome.error
         else:
             try:
                 records = {metric.name: metric.score(sample, prediction) for metric in metrics}
@@ -390,9 +407,11 @@ def evaluate(
     try:
         model_seconds: dict[str, float] = {}
         if adapter is not None:
-            model_seconds = predict_missing(adapter, prepared, cache, settings, distributed)
+            model_seconds, outcomes = predict_missing(adapter, prepared, cache, settings, distributed)
+        else:
+            outcomes = cached_outcomes(prepared, cache, distributed)
         scoring_start = time.perf_counter()
-        local = {item.task.name: score_shard(item, cache, distributed) for item in prepared}
+        local = {item.task.name: score_shard(item, outcomes, distributed) for item in prepared}
     finally:
         cache.close()
     gathered = distributed.gather({"scores": local, "model_seconds": model_seconds})

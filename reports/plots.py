@@ -4,7 +4,9 @@
   samples with IoU >= t for every threshold t, with the reported P@x values marked;
 - POPE-style yes/no (reports accuracy, precision, recall and yes_ratio): confusion counts per task
   (setting), derived exactly from those values and the number of scored samples;
-- CHAIR (reports CHAIR_s and CHAIR_i): per-caption CHAIR against caption length in words.
+- CHAIR (reports CHAIR_s and CHAIR_i): per-caption CHAIR against caption length in words;
+- seg-token semantics (`reports.analysis`, for runs with `[SEG]` probes): the target word's probability
+  against IoU, mean IoU per category rank, and the per-layer correlation curve.
 
 Nothing here looks at dataset or task names.
 """
@@ -285,6 +287,92 @@ def chair_plot(rows: Sequence[Mapping[str, Any]], table: SampleTable, folder: Pa
     )
 
 
+# ---------------------------------------------------------------------------
+# Seg-token semantics (reports.analysis)
+# ---------------------------------------------------------------------------
+
+
+def _signed(value: float) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:+.2f}"
+
+
+def semantics_plots(analysis: Any, folder: Path, stem: str) -> list[Plot]:
+    """Probability of the target's word against IoU, mean IoU per category rank bin, and the per-layer curve.
+
+    ``analysis`` is a `reports.analysis.TaskSemantics`; the scatter shows the category (else the first
+    attribute type scored).
+    """
+    plots: list[Plot] = []
+    kinds = [
+        kind for kind in ("category", "color", "position", "relation") if f"{kind}_probability" in analysis.correlations
+    ]
+    if not kinds:
+        return plots
+    kind = kinds[0]
+    chosen = [sample for sample in analysis.samples if kind in sample.scores]
+    probability = np.array([sample.scores[kind].probability for sample in chosen])
+    ious = np.array([sample.iou for sample in chosen])
+    correlation = analysis.correlations[f"{kind}_probability"]
+    scatter = _figure()
+    axes = scatter.add_subplot()
+    axes.scatter(probability, ious, s=10, alpha=0.5, color="#4c78a8")
+    axes.set_xlim(-0.02, 1.02)
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_xlabel(f"probability of the target's {kind} word at [SEG] (softmax over its list)")
+    axes.set_ylabel("per-sample IoU")
+    axes.set_title(f"Spearman {_signed(correlation.spearman)}, Pearson {_signed(correlation.pearson)}", fontsize=9)
+    _save(scatter, folder / f"{stem}-semantics-scatter.png")
+    plots.append(
+        Plot(
+            f"[SEG] {kind} probability against IoU",
+            f"{stem}-semantics-scatter.png",
+            f"{len(chosen)} samples; each dot is one sample's first [SEG] probe",
+        )
+    )
+    if any(item["n"] for item in analysis.bins):
+        bars = _figure()
+        axes = bars.add_subplot()
+        labels = [item["bin"] for item in analysis.bins]
+        means = [SCALE * item["mean_iou"] if item["mean_iou"] is not None else 0.0 for item in analysis.bins]
+        drawn = axes.bar(labels, means, color="#4c78a8")
+        axes.bar_label(drawn, labels=[f"n={item['n']}" for item in analysis.bins], fontsize=7, padding=2)
+        axes.set_ylim(0, SCALE * 1.1)
+        axes.set_xlabel("rank of the target's category word among the category list (1 = top)")
+        axes.set_ylabel("mean IoU (%)")
+        _save(bars, folder / f"{stem}-semantics-rank-bins.png")
+        plots.append(
+            Plot(
+                "Mean IoU by category rank",
+                f"{stem}-semantics-rank-bins.png",
+                "samples grouped by the rank of their category word at [SEG]; empty bins drawn at 0",
+            )
+        )
+    if analysis.layers:
+        curve = _figure()
+        axes = curve.add_subplot()
+        layers = [point["layer"] for point in analysis.layers]
+        rho = [point["spearman"] for point in analysis.layers]
+        axes.plot(layers, rho, "o-", color="#4c78a8", label="Spearman (category probability, IoU)")
+        low = [point["interval"][0] if point["interval"] else np.nan for point in analysis.layers]
+        high = [point["interval"][1] if point["interval"] else np.nan for point in analysis.layers]
+        axes.fill_between(layers, low, high, color="#4c78a8", alpha=0.2, label="95% bootstrap interval")
+        axes.axhline(0, color="#888888", linewidth=0.8)
+        axes.set_ylim(-1.05, 1.05)
+        axes.xaxis.get_major_locator().set_params(integer=True)
+        axes.set_xlabel("layer (0 = embeddings)")
+        axes.set_ylabel("Spearman correlation with IoU")
+        axes.legend(loc="lower right", fontsize=8)
+        _save(curve, folder / f"{stem}-semantics-layers.png")
+        plots.append(
+            Plot(
+                "Per-layer logit lens",
+                f"{stem}-semantics-layers.png",
+                "correlation of the category word's probability at each layer's hidden state with IoU",
+            )
+        )
+    return plots
+
+
 __all__ = [
     "Plot",
     "TaskPlots",
@@ -294,6 +382,7 @@ __all__ = [
     "is_yes_no",
     "sample_ious",
     "segmentation_plots",
+    "semantics_plots",
     "threshold_precision",
     "yes_no_confusion",
     "yes_no_plot",

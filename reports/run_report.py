@@ -11,11 +11,17 @@ and the report opens from disk with no server::
     report_files/images/*.jpg            one thumbnail per distinct sample image
     report_files/data/<task>/index.js    per-sample ids, short texts, values, worst-first order
     report_files/data/<task>/chunk-NNNNN.js   full texts, targets, score records and masks (RLE)
+    report_files/seg_semantics*.{csv,json}    the seg-token analysis, for runs with `[SEG]` probes
+
+Runs whose segmentation samples carry `[SEG]` probes get a "[SEG] semantics" section
+(`reports.analysis`): correlations of the target word's probability and rank with IoU, with bootstrap
+intervals, mean IoU per rank, the per-layer curve, and the per-sample values as CSV.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -26,6 +32,7 @@ from typing import Any
 
 import harness
 from harness.results import TaskResult, clean_numbers
+from reports.analysis import TaskSemantics, analyse_run, write_tables
 from reports.formatting import percent, safe_json, slugify
 from reports.images import write_thumbnails
 from reports.plots import (
@@ -36,6 +43,7 @@ from reports.plots import (
     is_yes_no,
     sample_ious,
     segmentation_plots,
+    semantics_plots,
     yes_no_confusion,
     yes_no_plot,
 )
@@ -229,6 +237,49 @@ def _label_count_matches(rows: Sequence[Mapping[str, Any]], confusion: Mapping[s
     return labels.count("yes") == confusion["TP"] + confusion["FN"]
 
 
+def _number(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:+.3f}"
+
+
+def _span(interval: Sequence[float] | None) -> str:
+    return "" if not interval else f"{interval[0]:+.3f} – {interval[1]:+.3f}"
+
+
+MEASURES = {
+    "category_probability": "category word: probability",
+    "category_rank": "category word: rank (1 = top)",
+    "color_probability": "colour word: probability",
+    "position_probability": "position word: probability",
+    "relation_probability": "relation word: probability",
+}
+
+
+def _semantics_view(analysis: TaskSemantics, slug: str, plots: list[dict[str, str]]) -> dict[str, Any]:
+    correlations = [
+        {
+            "measure": MEASURES.get(name, name),
+            "n": value.n,
+            "spearman": _number(value.spearman),
+            "spearman_interval": _span(value.spearman_interval),
+            "pearson": _number(value.pearson),
+            "pearson_interval": _span(value.pearson_interval),
+        }
+        for name, value in analysis.correlations.items()
+    ]
+    notes = [f"left out: {reason}: {count}" for reason, count in sorted(analysis.skipped.items())]
+    notes += [f"not scored: {reason}: {count}" for reason, count in sorted(analysis.unmatched.items())]
+    bins = [(item["bin"], item["n"], percent(item["mean_iou"])) for item in analysis.bins]
+    return {
+        "task": analysis.task,
+        "slug": slug,
+        "scored": len(analysis.samples),
+        "correlations": correlations,
+        "bins": bins,
+        "plots": plots,
+        "notes": notes,
+    }
+
+
 def write_run_report(run_dir: Path, *, thumbnails: bool = True) -> Path:
     """Write ``RUN_DIR/report.html`` (and ``RUN_DIR/report_files/``) from the run's files; returns its path.
 
@@ -299,6 +350,17 @@ def write_run_report(run_dir: Path, *, thumbnails: bool = True) -> Path:
                 confusions[view.name] = confusion
     run_plots = [show(yes_no_plot(confusions, plots_folder))] if confusions else []
 
+    semantics = []
+    analyses = analyse_run(run)
+    for stale in (folder / name for name in ("seg_semantics.csv", "seg_semantics_layers.csv", "seg_semantics.json")):
+        stale.unlink(missing_ok=True)
+    if analyses:
+        write_tables(analyses, folder)
+        slugs = {view.name: view.slug for view in views}
+        for name, analysis in analyses.items():
+            made = [show(plot) for plot in semantics_plots(analysis, plots_folder, slugs[name])]
+            semantics.append(_semantics_view(analysis, slugs[name], made))
+
     results = run.results
     groups = [
         {"name": group, "metrics": [(metric, percent(value)) for metric, value in values.items()]}
@@ -316,6 +378,8 @@ def write_run_report(run_dir: Path, *, thumbnails: bool = True) -> Path:
             groups=groups,
             run_plots=run_plots,
             confusions=confusions,
+            semantics=semantics,
+            semantics_files=[f"{FILES}/seg_semantics.csv", f"{FILES}/seg_semantics_layers.csv"],
             confidence="95%",
             data_scripts=data_scripts,
             css=static("report.css"),

@@ -2,8 +2,10 @@
 
 Tasks: ``refcoco_{val,testA,testB}``, ``refcoco+_{val,testA,testB}``, ``refcocog_{val,test}``,
 ``gcg_{val,test}``, ``pope_{random,popular,adversarial}`` and their ``pope_aokvqa_*`` / ``pope_gqa_*``
-variants, ``chair``, ``attreval_qa``. Groups: ``refcoco``, ``refcoco+``, ``refcocog``, ``gcg``, ``pope``
-(COCO), ``pope_aokvqa``, ``pope_gqa``. Where each task's files live: `tasks.layout` and the README.
+variants, ``chair``, ``attreval_qa`` and ``attreval_seg`` (built by `dataset_builders.attreval`),
+``attreval_qa_lira`` (LIRA's released questions). Groups: ``refcoco``, ``refcoco+``, ``refcocog``, ``gcg``,
+``pope`` (COCO), ``pope_aokvqa``, ``pope_gqa``, ``attreval``. Where each task's files live: `tasks.layout`
+and the README.
 """
 
 from __future__ import annotations
@@ -36,7 +38,10 @@ def _register_builtins() -> None:
             TASKS.register_lazy(f"{prefix}_{setting}", "tasks.pope:PopeTask", source=source, setting=setting)
         TASKS.register(prefix, TaskGroup(tuple(f"{prefix}_{setting}" for setting in POPE_SETTINGS)))
     TASKS.register_lazy("chair", "tasks.chair:ChairTask")
-    TASKS.register_lazy("attreval_qa", "tasks.attreval:AttrEvalQATask")
+    TASKS.register_lazy("attreval_qa", "tasks.attreval:BuiltAttrEvalQATask")
+    TASKS.register_lazy("attreval_seg", "tasks.attreval:AttrEvalSegTask")
+    TASKS.register("attreval", TaskGroup(("attreval_qa", "attreval_seg")))
+    TASKS.register_lazy("attreval_qa_lira", "tasks.attreval:AttrEvalQATask")
 
 
 _register_builtins()

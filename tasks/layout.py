@@ -41,6 +41,10 @@ CHAIR_ANNOTATIONS = "chair/annotations"
 CHAIR_IMAGES = "coco/val2014"
 
 ATTREVAL_QUESTIONS = "refcoco_attri/refcoco_attri.jsonl"
+"""LIRA's released AttrEval questions (``attreval_qa_lira``)."""
+
+ATTREVAL_BUILDS = "attreval"
+"""Folder of `dataset_builders.attreval` builds, one ``<dataset>_<split>`` subset each (``attreval_qa``, ``_seg``)."""
 
 
 def pick_layout(
@@ -60,6 +64,7 @@ def pick_layout(
 
 
 __all__ = [
+    "ATTREVAL_BUILDS",
     "ATTREVAL_QUESTIONS",
     "CHAIR_ANNOTATIONS",
     "CHAIR_IMAGES",

@@ -2,13 +2,15 @@
 
 Data: ``refs(unc).p`` (``refs(umd).p`` for RefCOCOg) and ``instances.json`` in REFER format, images
 from COCO train2014 (data-formats.md §1). The target mask is LISA/LIRA's: pixels covered by exactly
-one polygon of the referred annotation (metrics.md §1.1).
+one polygon of the referred annotation (metrics.md §1.1). The target also names the referred object's
+``category`` and ``supercategory`` when ``instances.json`` lists categories (the seg-token analysis,
+`reports.analysis`, scores the category word of `[SEG]` probes).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from harness.errors import DataError
 from harness.metrics.base import Metric
@@ -16,7 +18,7 @@ from harness.metrics.refseg import ReferringSegmentation, refer_target_mask
 from harness.task import Task
 from harness.types import RLE, GenerationSettings, Prediction, Sample
 from tasks.layout import REFER_FOLDERS, Layout, pick_layout
-from tasks.loaders.refer import check_split, referring_units
+from tasks.loaders.refer import ReferringUnit, check_split, referring_units
 
 Dataset = Literal["refcoco", "refcoco+", "refcocog"]
 DEFAULT_SPLIT_BY: dict[str, str] = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
@@ -32,6 +34,7 @@ class ReferringSegmentationTask(Task):
         refs / instances / images: explicit paths replacing the layout's.
         layout: ``auto`` (default), ``lira``, ``lisa`` or ``glamm`` folder conventions.
         protocol: the `ReferringSegmentation` protocol (``generation`` = LIRA/OMG-LLaVA, ``lisa``).
+        probes: ask adapters for `[SEG]` probes (logit-lens word logits) for the seg-token analysis.
     """
 
     family = "refcoco"
@@ -51,6 +54,7 @@ class ReferringSegmentationTask(Task):
         images: Path | None = None,
         layout: Layout = "auto",
         protocol: Literal["generation", "lisa"] = "generation",
+        probes: bool = False,
     ) -> None:
         split_by = split_by or DEFAULT_SPLIT_BY[dataset]
         check_split(split, split_by)
@@ -60,6 +64,7 @@ class ReferringSegmentationTask(Task):
         )
         self.dataset, self.split, self.split_by, self.layout, self.protocol = dataset, split, split_by, layout, protocol
         self.paths = paths
+        self.want_probes = probes  # recorded in the task config and fingerprint as want_probes
 
     def _folders(self, data_root: Path) -> tuple[Path, Path]:
         return pick_layout(data_root, self.layout, REFER_FOLDERS, dataset=self.dataset)
@@ -87,7 +92,7 @@ class ReferringSegmentationTask(Task):
                 Sample(
                     sample_id=f"{unit.ref.ref_id}:{unit.sentence.sent_id}",
                     image=str(images / image.file_name),
-                    target={"mask": masks[unit.ref.ann_id]},
+                    target=self.target(unit, masks[unit.ref.ann_id]),
                     # LIRA lower-cases the normalised `sent`; `sent` and `raw` serve other prompt styles.
                     inputs={
                         "sentence": unit.sentence.sent.lower(),
@@ -98,6 +103,15 @@ class ReferringSegmentationTask(Task):
                 )
             )
         return samples
+
+    def target(self, unit: ReferringUnit, mask: RLE) -> dict[str, Any]:
+        """The ground truth of one sentence: its mask and, when known, the referred object's category."""
+        target: dict[str, Any] = {"mask": mask}
+        if unit.category is not None:
+            target["category"] = unit.category.name
+            if unit.category.supercategory:
+                target["supercategory"] = unit.category.supercategory
+        return target
 
     def reference(self, sample: Sample) -> Prediction:
         return Prediction(text="[SEG]", masks=(sample.target["mask"],))

@@ -2,8 +2,10 @@
 
 ``python -m dataset_builders.mini [--output data/mini]`` writes every task's files in LIRA's layout
 (`dataset_builders.writer`). The annotations are the JSON files in ``annotations/``: polygons,
-referring expressions, grounded captions, POPE questions, COCO-style captions and AttrEval pairs.
-A ``BUILD.json`` stamp records which annotations and builder version made the folder.
+referring expressions, grounded captions, POPE questions, COCO-style captions and AttrEval pairs in
+LIRA's released format. AttrEval proper is then built from the written RefCOCO val files by
+`dataset_builders.attreval` (seed 0) into ``attreval/refcoco_val/``. A ``BUILD.json`` stamp records
+which annotations and builder versions made the folder.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from dataset_builders.attreval import build as build_attreval
+from dataset_builders.attreval import default_output
 from dataset_builders.writer import (
     AttrPair,
     Benchmark,
@@ -31,8 +35,10 @@ from dataset_builders.writer import (
 )
 
 ANNOTATIONS = Path(__file__).parent / "annotations"
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 STAMP = "BUILD.json"
+ATTREVAL_SUBSET = ("refcoco", "val")
+"""The RefCOCO files AttrEval is built from (into ``attreval/refcoco_val``)."""
 
 
 def _read(name: str) -> Any:
@@ -105,7 +111,13 @@ def load_benchmark() -> Benchmark:
 def stamp() -> dict[str, Any]:
     """What identifies a build: builder version and the sha256 of every annotation file and the writer."""
     digest = hashlib.sha256()
-    for path in [*sorted(ANNOTATIONS.glob("*.json")), Path(__file__).parent.parent / "writer.py"]:
+    builders = Path(__file__).parent.parent
+    sources = [
+        *sorted(ANNOTATIONS.glob("*.json")),
+        builders / "writer.py",
+        *sorted((builders / "attreval").glob("*.py")),
+    ]
+    for path in sources:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return {"builder": "dataset_builders.mini", "version": BUILDER_VERSION, "sources_sha256": digest.hexdigest()}
@@ -133,6 +145,8 @@ def build(root: Path) -> Path:
     staging = root.with_name(f".{root.name}.building-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     write_benchmark(load_benchmark(), staging)
+    dataset, split = ATTREVAL_SUBSET
+    build_attreval(staging, default_output(staging, dataset, split), dataset=dataset, splits=(split,), seed=0)
     (staging / STAMP).write_text(json.dumps(stamp(), indent=2) + "\n", encoding="utf-8")
     if root.exists():
         shutil.rmtree(root)

@@ -18,6 +18,7 @@ METRICS: Registry[type[Metric]] = Registry("metric", _validate_metric)
 
 for _name, _target in (
     ("refseg", "harness.metrics.refseg:ReferringSegmentation"),
+    ("refseg_grouped", "harness.metrics.refseg:GroupedReferringSegmentation"),
     ("pope", "harness.metrics.pope:Pope"),
     ("chair", "harness.metrics.chair:Chair"),
     ("captions", "harness.metrics.captions:CaptionScores"),

@@ -1,5 +1,8 @@
 """Referring segmentation (RefCOCO, RefCOCO+, RefCOCOg, AttrEval-seg): cIoU, gIoU and precision at IoU thresholds.
 
+`GroupedReferringSegmentation` (``refseg_grouped``) adds the same cIoU and gIoU per group of samples
+(AttrEval's segmentation track: per attribute type).
+
 Reproduces LISA's ``validate`` and LIRA's ``refcoco_lira.py`` (both built on ``intersectionAndUnionGPU`` with
 two classes and ``ignore_index=255``). For one sentence with prediction P and ground truth G, where G holds
 the *sum* of the annotation's polygons (value 1 = target, 2+ = covered by several polygons, 255 = ignore):
@@ -271,4 +274,79 @@ def _reference_iou(intersection: np.ndarray, union: np.ndarray) -> np.ndarray:
     return intersection / (union + GIOU_EPSILON) + (union == 0)
 
 
-__all__ = ["THRESHOLDS", "Protocol", "ReferringSegmentation", "refer_target_mask"]
+class GroupedReferringSegmentation(ReferringSegmentation):
+    """`ReferringSegmentation` overall and per group of samples (AttrEval: per attribute type).
+
+    ``Sample.target[key]`` (a string, e.g. ``target["attribute"] = "color"``) names each sample's group.
+    Reports everything `ReferringSegmentation` reports over all samples, plus ``cIoU_<group>`` and
+    ``gIoU_<group>`` for every group present, computed the same way over that group's samples (samples
+    without a group count only overall).
+
+    Args:
+        protocol: as for `ReferringSegmentation`.
+        key: the target field that names the group (default ``"attribute"``).
+    """
+
+    name = "refseg_grouped"
+
+    def __init__(self, protocol: Protocol = "generation", key: str = "attribute") -> None:
+        super().__init__(protocol=protocol)
+        self.options = {"protocol": protocol, "key": key}
+        self.key = key
+
+    def score(self, sample: Sample, prediction: Prediction) -> Record:
+        record = super().score(sample, prediction)
+        group = sample.target.get(self.key)
+        if group is not None and not isinstance(group, str):
+            raise SampleError(f"target {self.key!r} must be a string, got {type(group).__name__}")
+        record["group"] = group
+        return record
+
+    def _groups(self, records: Sequence[Record]) -> list[str]:
+        return sorted({r["group"] for r in records if isinstance(r.get("group"), str)})
+
+    def _grouped_columns(self, records: Sequence[Record]) -> tuple[np.ndarray, list[str]]:
+        """The base columns, then per group: I, U and reference IoU inside the group, and membership."""
+        base = self._columns(records)
+        groups = self._groups(records)
+        extra = []
+        for group in groups:
+            member = np.array([r.get("group") == group for r in records], dtype=float)
+            extra += [base[:, 0] * member, base[:, 1] * member, base[:, 2] * member, member]
+        columns = np.column_stack([base, *extra]) if extra else base
+        return columns.reshape(len(records), base.shape[1] + 4 * len(groups)), groups
+
+    def _grouped_values(self, sums: np.ndarray, count: int, groups: list[str]) -> dict[str, Any]:
+        width = 3 + len(THRESHOLDS)
+        values = self._values(sums[..., :width], count)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            for number, group in enumerate(groups):
+                start = width + 4 * number
+                intersection, union, reference, members = (sums[..., start + k] for k in range(4))
+                divisor = members if self.protocol == "generation" else members + LISA_COUNT_EPSILON
+                values[f"cIoU_{group}"] = np.where(members > 0, intersection / (union + CIOU_EPSILON), np.nan)
+                values[f"gIoU_{group}"] = np.where(members > 0, reference / divisor, np.nan)
+        return values
+
+    def aggregate(self, records: Sequence[Record]) -> dict[str, float]:
+        if not records:
+            return {key: float("nan") for key in ReferringSegmentation.higher_is_better}
+        columns, groups = self._grouped_columns(records)
+        values = self._grouped_values(columns.sum(axis=0), len(records), groups)
+        for group in groups:  # the groups are only known from the data
+            self.higher_is_better = {**self.higher_is_better, f"cIoU_{group}": True, f"gIoU_{group}": True}
+            self.definitions = {
+                **self.definitions,
+                f"cIoU_{group}": f"cIoU over the samples whose {self.key} is {group!r}",
+                f"gIoU_{group}": f"gIoU over the samples whose {self.key} is {group!r}",
+            }
+        return {key: float(value) for key, value in values.items()}
+
+    def resampled(self, records: Sequence[Record], draws: np.ndarray) -> dict[str, np.ndarray]:
+        if not records:
+            return {}
+        columns, groups = self._grouped_columns(records)
+        return self._grouped_values(resample_sums(draws, columns), draws.shape[1], groups)
+
+
+__all__ = ["THRESHOLDS", "GroupedReferringSegmentation", "Protocol", "ReferringSegmentation", "refer_target_mask"]

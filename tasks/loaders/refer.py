@@ -5,6 +5,12 @@ REFER's ``getRefIds`` (``testA`` = refs whose split contains "A", ``test`` = con
 ``train`` / ``val`` exact), with split names validated up front instead of REFER's silent
 "return all refs". Units are sorted by image id, ref id and sentence order (REFER's own per-image
 order is set-iteration order).
+
+Unknown keys are ignored, except two optional fields that AttrEval's segmentation track writes
+(`dataset_builders.attreval`): a sentence's ``attribute`` (the attribute type its expression is built
+on) and a ref's ``attributes`` (attribute type -> list of words, e.g. ``{"color": ["red"]}``).
+``instances.json`` categories (``id``, ``name``, ``supercategory``) and each annotation's
+``category_id`` and ``bbox`` are read when present.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ class Sentence:
     sent_id: int
     sent: str
     raw: str
+    attribute: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,7 @@ class Ref:
     image_id: int
     split: str
     sentences: tuple[Sentence, ...]
+    attributes: dict[str, tuple[str, ...]] = dataclass_field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -52,8 +60,25 @@ class CocoImage:
 
 
 @dataclass(frozen=True)
+class Category:
+    id: int
+    name: str
+    supercategory: str
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """What an annotation says besides its segmentation (``category_id`` and ``bbox`` may be absent)."""
+
+    id: int
+    image_id: int
+    category_id: int | None
+    bbox: tuple[float, float, float, float] | None
+
+
+@dataclass(frozen=True)
 class Instances:
-    """``instances.json`` indexed by id: images and each annotation's segmentation.
+    """``instances.json`` indexed by id: images, each annotation's segmentation and facts, categories.
 
     ``seg_img_paths`` holds the ``seg_img_path`` of the annotations that have one (LIRA's ILVC training copies in
     ``ref_seg_high/``: the pre-rendered local crop of the object, data-formats.md §1.6).
@@ -61,7 +86,16 @@ class Instances:
 
     images: dict[int, CocoImage]
     segmentations: dict[int, Segmentation]
+    annotations: dict[int, Annotation] = dataclass_field(default_factory=dict)
+    categories: dict[int, Category] = dataclass_field(default_factory=dict)
     seg_img_paths: dict[int, str] = dataclass_field(default_factory=dict)
+
+    def category(self, ann_id: int) -> Category | None:
+        """The category of annotation ``ann_id``, when the file names it."""
+        annotation = self.annotations.get(ann_id)
+        if annotation is None or annotation.category_id is None:
+            return None
+        return self.categories.get(annotation.category_id)
 
 
 @dataclass(frozen=True)
@@ -72,6 +106,7 @@ class ReferringUnit:
     sentence: Sentence
     image: CocoImage
     segmentation: Segmentation
+    category: Category | None = None
 
 
 def check_split(split: str, split_by: str) -> None:
@@ -88,7 +123,21 @@ def _sentence(value: Any, where: str) -> Sentence:
     raw = value.get("raw", sent)
     if not isinstance(raw, str):
         raise DataError(f"{where}: field 'raw' must be a string, got {type(raw).__name__}")
-    return Sentence(sent_id=field(value, "sent_id", int, where), sent=sent, raw=raw)
+    attribute = value.get("attribute")
+    if attribute is not None and not isinstance(attribute, str):
+        raise DataError(f"{where}: field 'attribute' must be a string, got {type(attribute).__name__}")
+    return Sentence(sent_id=field(value, "sent_id", int, where), sent=sent, raw=raw, attribute=attribute)
+
+
+def _attributes(item: dict[str, Any], where: str) -> dict[str, tuple[str, ...]]:
+    """A ref's optional ``attributes``: attribute type -> list of words."""
+    value = item.get("attributes", {})
+    if not isinstance(value, dict) or not all(
+        isinstance(key, str) and isinstance(words, list) and all(isinstance(word, str) for word in words)
+        for key, words in value.items()
+    ):
+        raise DataError(f"{where}: field 'attributes' must map attribute types to lists of strings")
+    return {key: tuple(words) for key, words in value.items()}
 
 
 def _parse_refs(path: Path) -> list[Ref]:
@@ -111,6 +160,7 @@ def _parse_refs(path: Path) -> list[Ref]:
                 image_id=field(item, "image_id", int, where),
                 split=field(item, "split", str, where),
                 sentences=sentences,
+                attributes=_attributes(item, where),
             )
         )
     return refs
@@ -148,23 +198,57 @@ def parse_coco_image(item: Any, where: str) -> CocoImage:
     )
 
 
+def _optional(item: dict[str, Any], name: str, kinds: type | tuple[type, ...], where: str) -> Any:
+    return field(item, name, kinds, where) if item.get(name) is not None else None
+
+
+def _bbox(item: dict[str, Any], where: str) -> tuple[float, float, float, float] | None:
+    value = item.get("bbox")
+    if value is None:
+        return None
+    if not (
+        isinstance(value, list)
+        and len(value) == 4
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+    ):
+        raise DataError(f"{where}: field 'bbox' must be [x, y, width, height]")
+    return (float(value[0]), float(value[1]), float(value[2]), float(value[3]))
+
+
 def _parse_instances(path: Path) -> Instances:
     data = read_json_object(path, "instances file", keys=("images", "annotations"))
     images = {}
     for index, item in enumerate(data["images"]):
         image = parse_coco_image(item, f"instances file {path} images[{index}]")
         images[image.id] = image
-    segmentations = {}
-    seg_img_paths = {}
+    segmentations, annotations, seg_img_paths = {}, {}, {}
     for index, item in enumerate(data["annotations"]):
         where = f"instances file {path} annotations[{index}]"
         ann_id = field(item, "id", int, where)
         where = f"instances file {path} annotations[{index}] (id {ann_id})"
-        field(item, "image_id", int, where)
+        image_id = field(item, "image_id", int, where)
         segmentations[ann_id] = _check_segmentation(field(item, "segmentation", (list, dict), where), where)
         if "seg_img_path" in item:
             seg_img_paths[ann_id] = field(item, "seg_img_path", str, where)
-    return Instances(images=images, segmentations=segmentations, seg_img_paths=seg_img_paths)
+        annotations[ann_id] = Annotation(
+            ann_id, image_id, _optional(item, "category_id", int, where), _bbox(item, where)
+        )
+    categories = {}
+    for index, item in enumerate(data.get("categories") or []):
+        where = f"instances file {path} categories[{index}]"
+        category = Category(
+            id=field(item, "id", int, where),
+            name=field(item, "name", str, where),
+            supercategory=_optional(item, "supercategory", str, where) or "",
+        )
+        categories[category.id] = category
+    return Instances(
+        images=images,
+        segmentations=segmentations,
+        annotations=annotations,
+        categories=categories,
+        seg_img_paths=seg_img_paths,
+    )
 
 
 def load_refs(path: Path) -> list[Ref]:
@@ -209,12 +293,15 @@ def referring_units(refs_path: Path, instances_path: Path, split: str) -> list[R
                 f"refs pickle {refs_path} ref {ref.ref_id} refers to annotation {ref.ann_id}, "
                 f"which {instances_path} does not list"
             )
-        units.extend(ReferringUnit(ref, sentence, image, segmentation) for sentence in ref.sentences)
+        category = instances.category(ref.ann_id)
+        units.extend(ReferringUnit(ref, sentence, image, segmentation, category) for sentence in ref.sentences)
     return units
 
 
 __all__ = [
     "SPLITS_BY_PARTITION",
+    "Annotation",
+    "Category",
     "CocoImage",
     "Instances",
     "Ref",

@@ -56,7 +56,7 @@ def test_check_data_lists_present_missing_and_malformed(mini_copy, capsys):
     (mini_copy / "coco/val2014/COCO_val2014_000000910005.jpg").unlink()
     broken = mini_copy / "pope/coco/coco_pope_random.json"
     broken.write_text(broken.read_text().replace('"label": "yes"', '"answer": "yes"', 1))
-    code, out, _ = cli(capsys, "check-data", "--tasks", "pope,attreval_qa", "--data-root", str(mini_copy))
+    code, out, _ = cli(capsys, "check-data", "--tasks", "pope,attreval_qa_lira", "--data-root", str(mini_copy))
     assert code == 1
     lines = out.splitlines()
     assert any(line.split()[:3] == ["pope_random", "questions", "present"] for line in lines)
@@ -70,7 +70,7 @@ def test_check_data_lists_present_missing_and_malformed(mini_copy, capsys):
         f"pope_adversarial MISSING 1 of 14 images, e.g. {mini_copy / 'coco/val2014/COCO_val2014_000000910005.jpg'}"
     )
     assert expected in normalised
-    assert "attreval_qa ok: 48 samples, 8 images" in normalised
+    assert "attreval_qa_lira ok: 48 samples, 8 images" in normalised
 
 
 @pytest.mark.parametrize(
@@ -94,7 +94,7 @@ def test_missing_fields_and_wrong_types(mini_copy, tmp_path, capsys, relative, c
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     change(rows)
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    task = "attreval_qa" if "attri" in relative else "pope_random"
+    task = "attreval_qa_lira" if "attri" in relative else "pope_random"
     code, _, err = run(capsys, mini_copy, tmp_path / "run", task)
     assert code == 2 and str(path) in err and fragment in err
 
@@ -184,7 +184,7 @@ def test_a_corrupt_image_fails_its_samples_and_the_run_goes_on(mini_copy, tmp_pa
         MODELS.register("image_opening", OpeningAdapter)
     path = mini_copy / "glamm_data/images/coco2014/train2014/COCO_train2014_000000900008.jpg"  # motorcycle
     path.write_bytes(b"\xff\xd8 this is not a JPEG")
-    code, out, _ = run(capsys, mini_copy, tmp_path / "run", "refcoco_val,attreval_qa", "image_opening")
+    code, out, _ = run(capsys, mini_copy, tmp_path / "run", "refcoco_val,attreval_qa_lira", "image_opening")
     assert code == 0 and "UnidentifiedImageError: 9" in out
     results = json.loads((tmp_path / "run/results.json").read_text())["tasks"]
     refs = [ref for ref in json.loads((ANNOTATIONS / "refs.json").read_text())["refcoco"] if ref["split"] == "val"]
@@ -193,6 +193,6 @@ def test_a_corrupt_image_fails_its_samples_and_the_run_goes_on(mini_copy, tmp_pa
     assert results["refcoco_val"]["failures"] == {"UnidentifiedImageError": 9}
     assert results["refcoco_val"]["metrics"]["cIoU"] == pytest.approx(1.0)  # the coffee-table sentences still score
     pairs = json.loads((ANNOTATIONS / "attreval.json").read_text())["pairs"]
-    assert results["attreval_qa"]["n_failed"] == 2 * sum(pair["image"] == "motorcycle" for pair in pairs) == 8
+    assert results["attreval_qa_lira"]["n_failed"] == 2 * sum(pair["image"] == "motorcycle" for pair in pairs) == 8
     row = json.loads((tmp_path / "run/samples/refcoco_val.jsonl").read_text().splitlines()[-1])
     assert row["error"].startswith("UnidentifiedImageError: cannot identify image file") and str(path) in row["error"]

@@ -37,7 +37,13 @@ def expected_sample_counts() -> dict[str, int]:
         for setting in ("random", "popular", "adversarial"):
             counts[f"{prefix}_{setting}"] = per_setting
     counts["chair"] = len(load("images")["images"])
-    counts["attreval_qa"] = 2 * len(load("attreval")["pairs"])
+    counts["attreval_qa_lira"] = 2 * len(load("attreval")["pairs"])
+    # AttrEval built from the RefCOCO val refs (tests/dataset_builders/test_attreval_builder.py works the
+    # items out): every QA attribute type has a pair and relation exactly one (the bench behind the
+    # motorcycle), so balancing keeps one pair per type; the colour expressions are one ("the yellow one",
+    # the bottle), so the segmentation track keeps one colour, one position and one combined expression.
+    counts["attreval_qa"] = 2 * 4
+    counts["attreval_seg"] = 3
     return counts
 
 
@@ -98,8 +104,12 @@ def test_the_oracle_scores_perfectly_on_every_task(oracle):
             assert values["yes_ratio"] == 0.5  # balanced questions, every answer right
         elif family == "chair":
             assert (values["CHAIR_s"], values["CHAIR_i"], values["recall"]) == (0.0, 0.0, 1.0)
-        elif family == "attreval":
+        elif family == "attreval" and task["config"]["kind"] == "vqa":
             assert values["accuracy"] == 1.0 and values["paired_accuracy"] == 1.0
+            assert all(values[key] == 1.0 for key in values if key.startswith("accuracy_")), name
+        elif family == "attreval":
+            assert all(values[key] == pytest.approx(1.0, abs=1e-6) for key in values), name
+            assert {"cIoU_color", "cIoU_position", "cIoU_combined"} <= set(values)
         elif family == "gcg":
             assert values["AP50"] == pytest.approx(1.0) and values["mIoU"] == 1.0
             # identical captions: CIDEr-D is 10 (cosine 1, no length penalty); METEOR loses only its
@@ -148,9 +158,11 @@ def test_a_baseline_run_on_all_tasks(mini_root, tmp_path):
     assert (pope["accuracy"], pope["precision"], pope["recall"], pope["yes_ratio"]) == (0.5, 0.5, 1.0, 1.0)
     assert pope["f1"] == pytest.approx(2 / 3)
     answers = [answer for pair in load("attreval")["pairs"] for _, answer in pair["questions"]]
-    attreval = results["tasks"]["attreval_qa"]["metrics"]
+    attreval = results["tasks"]["attreval_qa_lira"]["metrics"]
     assert attreval["accuracy"] == pytest.approx(answers.count("yes") / len(answers))
     assert attreval["paired_accuracy"] == 0.0  # the first question of every pair is open
+    built = results["tasks"]["attreval_qa"]["metrics"]  # one yes and one no per pair: "yes" gets half, no pair
+    assert (built["accuracy"], built["paired_accuracy"]) == (0.5, 0.0)
     chair = results["tasks"]["chair"]["metrics"]
     assert chair["CHAIR_s"] == 0.0 and chair["recall"] == 0.0  # "a photo" names no COCO object
     for name, task in results["tasks"].items():

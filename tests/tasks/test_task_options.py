@@ -22,7 +22,8 @@ def test_groups():
     assert expand_task_names("pope") == ["pope_random", "pope_popular", "pope_adversarial"]
     assert expand_task_names("pope_gqa") == ["pope_gqa_random", "pope_gqa_popular", "pope_gqa_adversarial"]
     built_in = [name for name in expand_task_names("all") if TASKS.origin(name).startswith("tasks.")]
-    assert len(built_in) == 21  # 8 RefCOCO-style, 2 GCG, 9 POPE, CHAIR, AttrEval
+    assert len(built_in) == 23  # 8 RefCOCO-style, 2 GCG, 9 POPE, CHAIR, AttrEval QA + seg + LIRA's QA
+    assert expand_task_names("attreval") == ["attreval_qa", "attreval_seg"]
 
 
 def test_referring_samples_ids_prompts_and_targets(mini_root):
@@ -79,7 +80,7 @@ def test_pope_prompt_decoding_and_sources(mini_root):
 
 
 def test_attreval_prompt_is_the_question_as_is(mini_root):
-    task = get_task("attreval_qa")
+    task = get_task("attreval_qa_lira")
     first, second = task.samples(mini_root)[:2]
     assert task.request(first).prompt == "What color is the motorcycle? Answer with one word."
     assert first.target == {"answer": "red", "attribute": "color"} and second.target["answer"] == "no"
