@@ -354,13 +354,19 @@ class TrainingDataset(torch.utils.data.Dataset):
         ids = np.asarray(encoded.input_ids, dtype=np.int64)
         labels = np.asarray(encoded.labels, dtype=np.int64)
         if len(ids) > self.max_length:
+            detail = f"{raw.record}: {len(ids)} tokens > max_length {self.max_length}"
             if self.overlong == "skip":
-                detail = f"{raw.record}: {len(ids)} tokens > max_length {self.max_length}"
                 raise SampleProblem("over-long conversation", detail)
             ids, labels = ids[: self.max_length], labels[: self.max_length]
             kept = int(((ids == IMAGE_TOKEN_INDEX) & (labels != IGNORE_INDEX)).sum())
             raw = RawSample(raw.source, raw.record, raw.image, raw.turns, raw.groundings[:kept])
-        self._check(raw, ids, labels)
+            try:
+                self._check(raw, ids, labels)
+            except SampleProblem as problem:
+                reason = "over-long conversation (truncation leaves it unusable)"
+                raise SampleProblem(reason, f"{detail}; truncated: {problem.detail}") from None
+        else:
+            self._check(raw, ids, labels)
         return EncodedSample(raw, ids, labels)
 
     def _check(self, raw: RawSample, ids: np.ndarray, labels: np.ndarray) -> None:

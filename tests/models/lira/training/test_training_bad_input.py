@@ -14,6 +14,7 @@ import torch
 from pycocotools import mask as coco_mask
 from tiny_data import TOKENIZER, tiny_overrides, write_config
 
+from harness.errors import UserError
 from models.lira.model import IGNORE_INDEX
 from models.lira.tokenizer import load_lira_tokenizer
 from models.lira.training.config import load_config
@@ -162,3 +163,39 @@ def test_collate_pads_right_and_keeps_per_row_images() -> None:
     assert [m.shape[0] for m in batch.gt_masks] == [0, 2]
     empty = collate([SkippedExample(3, "x: bad", "d")])
     assert empty.empty and len(empty.skipped) == 1
+
+
+def test_truncation_keeps_only_whole_grounded_phrases(data_root: Path, tmp_path: Path) -> None:
+    """`data.overlong: truncate` cuts as xtuner does; the masks and crops of phrases cut off are dropped, and a cut
+    between a phrase's two [SEG] leaves the sample unusable (skipped and counted)."""
+    records = json.loads((data_root / "glamm_data/annotations/GranDf_HA_GCG_train.json").read_text())[:1]
+    (tmp_path / "one.json").write_text(json.dumps(records))
+    tokenizer = load_lira_tokenizer(TOKENIZER, expected_ids=None)
+
+    def dataset(max_length: int, overlong: str = "truncate") -> TrainingDataset:
+        overrides = tiny_overrides(data_root, tmp_path / "run", "stage2")
+        overrides["data"] |= {"max_length": max_length, "overlong": overlong}
+        overrides["data"]["sources"] = [
+            {
+                "name": "grandf",
+                "format": "grandf",
+                "annotations": str(tmp_path / "one.json"),
+                "images": str(data_root / "glamm_data/images/grandf/train"),
+                "crops": "render",
+            }
+        ]
+        config = load_config(str(write_config(tmp_path / f"t{max_length}.yaml", "stage2", overrides)))
+        return TrainingDataset(config, tokenizer, lira_config_for(config))
+
+    full = dataset(1024).samples[0]
+    seg = np.flatnonzero(full.input_ids == 300)  # [SEG] of phrase 1, [SEG] closing it, then phrase 2's two
+    assert len(seg) == 4 and len(full.raw.groundings) == 2
+    cut = dataset(int(seg[1]) + 1)  # ends with the first phrase's closing [SEG]
+    (sample,) = cut.samples
+    assert len(sample.input_ids) == seg[1] + 1 and len(sample.raw.groundings) == 1
+    assert np.array_equal(sample.input_ids, full.input_ids[: seg[1] + 1])
+    # a cut that drops phrase 2's closing [SEG] leaves nothing to train on: a clear error naming the reason
+    with pytest.raises(UserError, match=r"no training sample is left.*over-long conversation \(truncation leaves"):
+        dataset(int(seg[3]))
+    with pytest.raises(UserError, match=r"'grandf: over-long conversation': 1"):
+        dataset(int(seg[1]) + 1, overlong="skip")
