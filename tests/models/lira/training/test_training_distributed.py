@@ -121,3 +121,47 @@ def test_fsdp_matches_ddp_and_resumes_exactly(data_root: Path, tmp_path: Path) -
     for name in ddp:
         torch.testing.assert_close(fsdp[name], ddp[name], rtol=0, atol=1e-4, msg=name)
         assert torch.equal(resumed[name], fsdp[name]), name
+
+
+@pytest.mark.slow
+def test_accelerate_launch_runs_the_same_two_process_training(data_root: Path, tmp_path: Path) -> None:
+    """`accelerate launch` exports the same rank layout as torchrun; the run is the torchrun run bit for bit."""
+    pytest.importorskip("accelerate")
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    runs = {}
+    for launcher, output in (("torchrun", tmp_path / "torchrun"), ("accelerate", tmp_path / "accelerate")):
+        config = _config_file(data_root, tmp_path, output, accumulation=2)
+        port = str(_free_port())
+        if launcher == "torchrun":
+            launch = ["torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
+        else:
+            launch = [
+                "accelerate.commands.launch",
+                "--multi_gpu",
+                "--num_processes",
+                "2",
+                "--num_machines",
+                "1",
+                "--mixed_precision",
+                "no",
+                "--dynamo_backend",
+                "no",
+                "--main_process_port",
+                port,
+            ]
+        command = [
+            sys.executable,
+            "-m",
+            *launch,
+            "-m",
+            "models.lira.training.train",
+            "--config",
+            str(config),
+            "--device",
+            "cpu",
+        ]
+        finished = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, timeout=600)
+        assert finished.returncode == 0, finished.stderr.decode()[-3000:]
+        assert json.loads((output / "run.json").read_text())["world_size"] == 2
+        runs[launcher] = load_file(str(output / "checkpoints/step-00000009/trainable.safetensors"))
+    assert all(torch.equal(runs["accelerate"][name], runs["torchrun"][name]) for name in runs["torchrun"])
