@@ -27,11 +27,12 @@ def _png(figure: Any) -> str:
 
 
 def _curve(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], title: str, log_scale: bool = False) -> str | None:
-    """A line plot of `keys` against the step, as a data URI; None when no row has a value."""
+    """A line plot of `keys` against the step, as a data URI; None when no row has a value. Series that are 0
+    throughout (the projection loss in stage 2, the mask losses in stage 1) are left out."""
     from matplotlib.figure import Figure  # imported lazily: matplotlib is slow to import
 
     series = {key: [(row["step"], row[key]) for row in rows if row.get(key) is not None] for key in keys}
-    series = {key: points for key, points in series.items() if points}
+    series = {key: points for key, points in series.items() if any(value for _, value in points)}  # 0 = unused
     if not series:
         return None
     figure = Figure(figsize=(6.4, 3.2), dpi=100, layout="constrained")

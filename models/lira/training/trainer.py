@@ -4,8 +4,8 @@ One iteration is one batch per rank (mmengine's iteration). Each iteration first
 device generator for the loss point sampling from (seed, epoch, position of its first sample in the epoch's global
 order), so the random draws of a sample do not depend on which rank trains it or whether the run was resumed.
 
-A batch whose samples all failed to load is replaced by the last good batch with loss weight 0, so that every rank
-still takes part in the gradient all-reduce; the failures are counted by reason (`load_skipped` in `run.json` and
+A batch whose samples all failed to load is replaced by the run's first good batch with loss weight 0, so that every
+rank still takes part in the gradient all-reduce; the failures are counted by reason (`load_skipped` in `run.json` and
 in the report). Samples left out when the data were read are counted by the dataset.
 
 Rank 0 writes `metrics.jsonl`, the progress bar, `run.json`, `report.html` and, at the end, the trained weights in
@@ -39,7 +39,7 @@ from models.lira.training.config import TrainConfig
 from models.lira.training.dataset import TrainingBatch, TrainingDataset, TrainingExample, collate
 from models.lira.training.engine import TrainingEngine, autocast_dtype, load_trainable_state
 from models.lira.training.export import export_checkpoint
-from models.lira.training.logbook import MetricsLog, Progress, StepAccumulator
+from models.lira.training.logbook import LOSS_KEYS, MetricsLog, Progress, StepAccumulator
 from models.lira.training.modeling import build_training_model, lira_config_for, load_training_tokenizer
 from models.lira.training.report import RUN_FILE, write_training_report
 from models.lira.training.runtime import Runtime
@@ -263,13 +263,8 @@ class Trainer:
                 )
                 if weight and output.seg_status.mismatched:
                     self.load_skipped["batch with [SEG]/mask mismatch (mask losses zeroed)"] += 1
-                values = {
-                    "loss": float(output.loss.detach()),
-                    "lm_loss": float(output.lm_loss.detach()),
-                    "dice_loss": float(output.dice_loss.detach()),
-                    "mask_loss": float(output.mask_loss.detach()),
-                    "projection_loss": float(output.projection_loss.detach()),
-                }
+                losses = (output.loss, output.lm_loss, output.dice_loss, output.mask_loss, output.projection_loss)
+                values = dict(zip(LOSS_KEYS, torch.stack([x.detach().float() for x in losses]).tolist(), strict=True))
                 samples = 0 if weight == 0 else len(batch.indices)
                 tokens = 0 if weight == 0 else batch.text_tokens
                 accumulator.add(values, samples, tokens, skipped_here)
