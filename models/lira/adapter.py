@@ -44,7 +44,7 @@ from torch import Tensor
 from harness import masks as rle_masks
 from harness.errors import DataError, UserError
 from harness.model import ModelAdapter
-from harness.types import REQUEST_KINDS, RLE, Prediction, Request, SegProbe
+from harness.types import REQUEST_KINDS, Prediction, Request, SegProbe
 from harness.vocabulary import WORD_LISTS
 from models.lira.assets.tiny_tokenizer import FOLDER as TINY_TOKENIZER
 from models.lira.checkpoint.common import CheckpointError, resolve_dtype
@@ -421,42 +421,46 @@ class LiraEngine:
             hooks=session,
         )
 
-    def _common(self, session: _Session, prompt: Tensor, tokens: list[int]) -> dict[str, object]:
-        return {
-            "probes": tuple(session.probes),
-            "prompt_tokens": int(prompt.shape[0]),
-            "generated_tokens": len(tokens),
-            "metadata": {"tiles": session.encoding.num_tiles},
-        }
+    def _answer(
+        self,
+        session: _Session,
+        prompt: Tensor,
+        tokens: list[int],
+        text: str,
+        masks: Sequence[np.ndarray] = (),
+        phrases: tuple[str, ...] = (),
+        **metadata: object,
+    ) -> Prediction:
+        return Prediction(
+            text=text,
+            masks=tuple(rle_masks.encode(mask) for mask in masks),
+            phrases=phrases,
+            probes=tuple(session.probes),
+            prompt_tokens=int(prompt.shape[0]),
+            generated_tokens=len(tokens),
+            metadata={"tiles": session.encoding.num_tiles, **metadata},
+        )
+
+    def _decode_greedy(
+        self, requests: Sequence[Request], prepared: Sequence[tuple[_Session, Tensor]]
+    ) -> list[list[int]]:
+        rows = [self._greedy(r, s, p) for r, (s, p) in zip(requests, prepared, strict=True)]
+        return greedy_decode(self.step, self.embed, self.decode, rows)
 
     def _referring(self, requests: Sequence[Request]) -> list[Prediction]:
         prepared = [self._session(request, "referring") for request in requests]
-        decoded = greedy_decode(
-            self.step,
-            self.embed,
-            self.decode,
-            [self._greedy(r, s, p) for r, (s, p) in zip(requests, prepared, strict=True)],
-        )
         answers = []
-        for (session, prompt), tokens in zip(prepared, decoded, strict=True):
-            found: tuple[RLE, ...] = ()
-            if session.seg_states:  # refcoco_lira.py: the first [SEG] only
-                found = (rle_masks.encode(self.seg_mask(session.seg_states[0], session.encoding)),)
-            text = self.tokenizer.decode(tokens).strip()
-            answers.append(Prediction(text=text, masks=found, **self._common(session, prompt, tokens)))  # type: ignore[arg-type]
+        for (session, prompt), tokens in zip(prepared, self._decode_greedy(requests, prepared), strict=True):
+            # refcoco_lira.py: the first fed [SEG] only
+            found = [self.seg_mask(session.seg_states[0], session.encoding)] if session.seg_states else []
+            answers.append(self._answer(session, prompt, tokens, self.tokenizer.decode(tokens).strip(), found))
         return answers
 
     def _greedy_vqa(self, requests: Sequence[Request]) -> list[Prediction]:
         prepared = [self._session(request, "chat") for request in requests]
-        decoded = greedy_decode(
-            self.step,
-            self.embed,
-            self.decode,
-            [self._greedy(r, s, p) for r, (s, p) in zip(requests, prepared, strict=True)],
-        )
         return [
-            Prediction(text=self.tokenizer.decode(tokens, skip_special_tokens=True), **self._common(s, p, tokens))  # type: ignore[arg-type]
-            for (s, p), tokens in zip(prepared, decoded, strict=True)
+            self._answer(session, prompt, tokens, self.tokenizer.decode(tokens, skip_special_tokens=True))
+            for (session, prompt), tokens in zip(prepared, self._decode_greedy(requests, prepared), strict=True)
         ]
 
     def _beam_vqa(self, requests: Sequence[Request]) -> list[Prediction]:
@@ -473,32 +477,30 @@ class LiraEngine:
             for request, (_, prompt) in zip(requests, prepared, strict=True)
         ]
         decoded = beam_search_decode(self.step, self.embed, self.decode, beams)
-        answers = []
-        for request, (session, prompt), tokens in zip(requests, prepared, decoded, strict=True):
-            common = self._common(session, prompt, tokens)
-            common["metadata"] = {**common["metadata"], "num_beams": request.generation.num_beams}  # type: ignore[dict-item]
-            answers.append(Prediction(text=self.tokenizer.decode(tokens, skip_special_tokens=True), **common))  # type: ignore[arg-type]
-        return answers
+        return [
+            self._answer(
+                session,
+                prompt,
+                tokens,
+                self.tokenizer.decode(tokens, skip_special_tokens=True),
+                num_beams=request.generation.num_beams,
+            )
+            for request, (session, prompt), tokens in zip(requests, prepared, decoded, strict=True)
+        ]
 
     def _ilvc(self, requests: Sequence[Request]) -> list[Prediction]:
+        """``base_generate`` for every request; grounded captions retry their prompts while no mask is kept."""
         results: dict[int, tuple[_Session, Tensor, list[int], int]] = {}
         pending = list(range(len(requests)))
         attempt = 0
         while pending:
-            prepared = {}
-            for index in pending:
-                request = requests[index]
-                question = ([request.prompt, *request.retry_prompts])[attempt]
-                session, prompt = self._session(replace(request, prompt=question), "ilvc")
-                prepared[index] = (session, prompt)
-            decoded = greedy_decode(
-                self.step,
-                self.embed,
-                self.decode,
-                [self._greedy(requests[i], *prepared[i]) for i in pending],
-            )
-            for index, tokens in zip(pending, decoded, strict=True):
-                results[index] = (*prepared[index], tokens, attempt)
+            chosen = [requests[i] for i in pending]
+            questions = [replace(r, prompt=[r.prompt, *r.retry_prompts][attempt]) for r in chosen]
+            prepared = [self._session(question, "ilvc") for question in questions]
+            for index, (session, prompt), tokens in zip(
+                pending, prepared, self._decode_greedy(chosen, prepared), strict=True
+            ):
+                results[index] = (session, prompt, tokens, attempt)
             attempt += 1
             pending = [
                 i
@@ -507,26 +509,34 @@ class LiraEngine:
                 and not results[i][0].kept
                 and attempt <= len(requests[i].retry_prompts)
             ]
-        return [self._ilvc_prediction(request, *results[i]) for i, request in enumerate(requests)]
+        answers = []
+        for request, (session, prompt, tokens, tried) in zip(
+            requests, (results[i] for i in range(len(requests))), strict=True
+        ):
+            raw = "".join(session.pieces)
+            if request.kind == "caption":
+                answers.append(self._answer(session, prompt, tokens, chair_caption(raw)))
+            else:
+                text, phrases = gcg_output(raw)
+                answers.append(self._answer(session, prompt, tokens, text, session.kept, phrases, prompt_index=tried))
+        return answers
 
-    def _ilvc_prediction(
-        self, request: Request, session: _Session, prompt: Tensor, tokens: list[int], attempt: int
-    ) -> Prediction:
-        raw = "".join(session.pieces)
-        common = self._common(session, prompt, tokens)
-        if request.kind == "caption":  # evaluate_chair.py
-            text = raw
-            for tag in CHAIR_TAGS:
-                text = text.replace(tag, "")
-            return Prediction(text=text.replace("   ", " ").replace("  ", " ").strip(), **common)  # type: ignore[arg-type]
-        predict = raw
-        for drop in GCG_TEXT_DROPS:
-            predict = predict.replace(drop, "")
-        text = predict.replace("<s>", "").replace("\n", "").replace("  ", " ").split("ASSISTANT: ")[-1]
-        phrases = tuple(phrase.strip() for phrase in PHRASE.findall(text))
-        common["metadata"] = {**common["metadata"], "prompt_index": attempt}  # type: ignore[dict-item]
-        found = tuple(rle_masks.encode(mask) for mask in session.kept)
-        return Prediction(text=text, masks=found, phrases=phrases, **common)  # type: ignore[arg-type]
+
+def chair_caption(raw: str) -> str:
+    """``evaluate_chair.py``: LIRA's tags removed, triple then double spaces collapsed once, stripped."""
+    for tag in CHAIR_TAGS:
+        raw = raw.replace(tag, "")
+    return raw.replace("   ", " ").replace("  ", " ").strip()
+
+
+def gcg_output(raw: str) -> tuple[str, tuple[str, ...]]:
+    """``gcg_lira.py``: ``"[SEG]<image_id>"`` removed, then ``process_and_save_output``'s clean-up (``<s>`` and
+    newlines removed, double spaces halved, the text after the last ``"ASSISTANT: "``), and the phrases: every
+    ``<p>…</p>`` content, stripped. The caption's tags are left for the metrics' GLaMM cleaning."""
+    for drop in GCG_TEXT_DROPS:
+        raw = raw.replace(drop, "")
+    text = raw.replace("<s>", "").replace("\n", "").replace("  ", " ").split("ASSISTANT: ")[-1]
+    return text, tuple(phrase.strip() for phrase in PHRASE.findall(text))
 
 
 # ---------------------------------------------------------------------------
@@ -714,6 +724,8 @@ __all__ = [
     "LiraAdapter",
     "LiraEngine",
     "LiraTinyAdapter",
+    "chair_caption",
+    "gcg_output",
     "parse_tiles",
     "read_word_lists",
     "resolve_device",
