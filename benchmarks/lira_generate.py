@@ -30,11 +30,11 @@ import torch
 from PIL import Image
 
 from harness.types import GenerationSettings, Request
-from models.lira.adapter import LiraEngine, parse_tiles, resolve_device, resolve_model_dtype, with_attention
+from models.lira.adapter import LiraEngine, RuntimeOptions
 from models.lira.assets.tiny_tokenizer import FOLDER as TINY_TOKENIZER
 from models.lira.assets.tiny_tokenizer import full_size_tokenizer_folder
 from models.lira.checkpoint.lira import build_random_lira
-from models.lira.config import PRESETS, preset
+from models.lira.config import PRESETS
 from models.lira.tokenizer import load_lira_tokenizer
 
 SENTENCES = ("the man on the left", "red cup in the middle", "dog behind the bench", "white car", "woman in black")
@@ -86,14 +86,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    dtype = resolve_model_dtype(args.dtype, device)
+    tiles = [args.tiles] if args.tiles else []
+    runtime = RuntimeOptions.resolve(args.dtype, args.device, args.attention, tiles, None, 10, False, args.threads)
+    device, dtype = runtime.device, runtime.dtype
     batch_sizes = [int(size) for size in args.batch_sizes.split(",")]
 
     start = time.perf_counter()
-    config = with_attention(preset(args.preset), args.attention, device)
+    config = runtime.config(args.preset)
     model = build_random_lira(config, args.seed, dtype=dtype, device=device)
     with tempfile.TemporaryDirectory(prefix="lira-generate-") as work:
         folder = Path(work)
@@ -101,7 +100,7 @@ def main() -> None:
             TINY_TOKENIZER if args.preset == "lira-tiny" else full_size_tokenizer_folder(folder / "tokenizer")
         )
         tokenizer = load_lira_tokenizer(tokenizer_folder, expected_ids=None)
-        engine = LiraEngine(model, tokenizer, tiles=parse_tiles([args.tiles] if args.tiles else []), cached_images=0)
+        engine = LiraEngine(model, tokenizer, tiles=runtime.tiles, cached_images=0)  # every batch size encodes
         build_s = time.perf_counter() - start
         rss_after_build = peak_rss_gib()
         requests = make_requests(folder, args.requests, tuple(args.image_size), args.max_new_tokens)

@@ -28,6 +28,7 @@ a request asks for them (not under beam search).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import OrderedDict
@@ -91,7 +92,7 @@ VQA_FAMILY_TILES: dict[str, TileSetting] = {"pope": ORIGINAL_TILES.pope, "attrev
 """VQA families whose ``eval_lira.sh`` line sets other tiles than the VQA default."""
 
 LOCAL_CROP_TILES = ORIGINAL_TILES.local_crop
-GCG_TEXT_DROPS = ("[SEG]<image_id>",)
+GCG_DROP = "[SEG]<image_id>"
 CHAIR_TAGS = ("[SEG]", "<image_id>", "<p>", "</p>", "<|im_end|>")
 PHRASE = re.compile(r"<p>(.*?)<\/p>")
 
@@ -148,28 +149,17 @@ def resolve_model_dtype(dtype: str, device: torch.device) -> torch.dtype:
         raise UserError(str(error)) from None
 
 
-def with_attention(config: LiraConfig, attention: str, device: torch.device) -> LiraConfig:
-    """``auto``: eager on the CPU (bit-exact with the original in float32), sdpa on GPUs."""
-    implementation = ("sdpa" if device.type == "cuda" else "eager") if attention == "auto" else attention
+def with_attention(config: LiraConfig, implementation: str) -> LiraConfig:
+    """The config with another attention implementation (``eager`` or ``sdpa``) for both transformers."""
+    if implementation not in ("eager", "sdpa"):
+        raise UserError(f"attention must be eager or sdpa, got {implementation!r}")
     return replace(config, vision_language=replace(config.vision_language, attn_implementation=implementation))
-
-
-def check_counts(probe_top_k: int, threads: int | None) -> None:
-    """Refuse a negative ``probe_top_k``; apply ``threads`` (torch intra-op threads of this process) if given."""
-    if probe_top_k < 0:
-        raise UserError(f"probe_top_k must be 0 or more, got {probe_top_k}")
-    if threads is not None:
-        if threads < 1:
-            raise UserError(f"threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
 
 
 def read_word_lists(path: Path | None) -> Mapping[str, Sequence[str]]:
     """The probe word lists: a JSON file ``{"list name": ["word", ...]}``, or LIRA's four lists."""
     if path is None:
         return WORD_LISTS
-    import json
-
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
@@ -533,9 +523,7 @@ def gcg_output(raw: str) -> tuple[str, tuple[str, ...]]:
     """``gcg_lira.py``: ``"[SEG]<image_id>"`` removed, then ``process_and_save_output``'s clean-up (``<s>`` and
     newlines removed, double spaces halved, the text after the last ``"ASSISTANT: "``), and the phrases: every
     ``<p>…</p>`` content, stripped. The caption's tags are left for the metrics' GLaMM cleaning."""
-    for drop in GCG_TEXT_DROPS:
-        raw = raw.replace(drop, "")
-    text = raw.replace("<s>", "").replace("\n", "").replace("  ", " ").split("ASSISTANT: ")[-1]
+    text = raw.replace(GCG_DROP, "").replace("<s>", "").replace("\n", "").replace("  ", " ").split("ASSISTANT: ")[-1]
     return text, tuple(phrase.strip() for phrase in PHRASE.findall(text))
 
 
@@ -551,6 +539,84 @@ class _LiraAdapterBase(ModelAdapter):
 
     def predict(self, requests: Sequence[Request]) -> list[Prediction]:
         return self.engine.predict(requests)
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """The options every LIRA adapter shares, checked and resolved (``auto`` replaced by what it means here)."""
+
+    device: torch.device
+    dtype: torch.dtype
+    attention: str
+    tiles: dict[str, TileSetting]
+    word_lists: Mapping[str, Sequence[str]]
+    probe_words: Path | None
+    probe_top_k: int
+    probe_layers: bool
+    threads: int | None
+
+    @classmethod
+    def resolve(
+        cls,
+        dtype: str,
+        device: str,
+        attention: str,
+        tiles: Sequence[str],
+        probe_words: Path | None,
+        probe_top_k: int,
+        probe_layers: bool,
+        threads: int | None,
+    ) -> RuntimeOptions:
+        """Check the options (`UserError`/`DataError` on bad ones) and apply ``threads``."""
+        if probe_top_k < 0:
+            raise UserError(f"probe_top_k must be 0 or more, got {probe_top_k}")
+        if threads is not None and threads < 1:
+            raise UserError(f"threads must be at least 1, got {threads}")
+        settings = parse_tiles(tiles)
+        word_lists = read_word_lists(probe_words)
+        resolved_device = resolve_device(device)
+        resolved_dtype = resolve_model_dtype(dtype, resolved_device)
+        implementation = ("sdpa" if resolved_device.type == "cuda" else "eager") if attention == "auto" else attention
+        if threads is not None:
+            torch.set_num_threads(threads)
+        return cls(
+            resolved_device,
+            resolved_dtype,
+            implementation,
+            settings,
+            word_lists,
+            probe_words,
+            probe_top_k,
+            probe_layers,
+            threads,
+        )
+
+    def recorded(self) -> dict[str, object]:
+        """The options as ``results.json`` records them (and the fingerprint hashes them): resolved values."""
+        return {
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device": str(self.device),
+            "attention": self.attention,
+            "tiles": ";".join(f"{key}:{tile.min_tiles}-{tile.max_tiles}" for key, tile in sorted(self.tiles.items())),
+            "probe_words": str(self.probe_words),
+            "probe_top_k": self.probe_top_k,
+            "probe_layers": self.probe_layers,
+            "threads": self.threads,
+        }
+
+    def config(self, name: str) -> LiraConfig:
+        """The preset with this attention implementation."""
+        return with_attention(lira_preset(name), self.attention)
+
+    def engine(self, model: LiraModel, tokenizer: InternLM2Tokenizer) -> LiraEngine:
+        return LiraEngine(
+            model,
+            tokenizer,
+            tiles=self.tiles,
+            word_lists=self.word_lists,
+            probe_top_k=self.probe_top_k,
+            probe_layers=self.probe_layers,
+        )
 
 
 class LiraAdapter(_LiraAdapterBase):
@@ -590,6 +656,9 @@ class LiraAdapter(_LiraAdapterBase):
         probe_layers: bool = False,
         threads: int | None = None,
     ) -> None:
+        runtime = RuntimeOptions.resolve(
+            dtype, device, attention, tiles, probe_words, probe_top_k, probe_layers, threads
+        )
         size = preset.removeprefix("lira-").upper()
         files = {
             "weights": weights or Path("model_weight") / f"LIRA-{size}.pth",
@@ -598,18 +667,7 @@ class LiraAdapter(_LiraAdapterBase):
             "class_embeddings": class_embeddings
             or Path("pretrained/omg_llava/convnext_large_d_320_CocoPanopticOVDataset.pth"),
         }
-        super().__init__(
-            preset=preset,
-            **{key: str(value) for key, value in files.items()},
-            dtype=dtype,
-            device=device,
-            attention=attention,
-            tiles=";".join(tiles),
-            probe_words=str(probe_words),
-            probe_top_k=probe_top_k,
-            probe_layers=probe_layers,
-            threads=threads,
-        )
+        super().__init__(preset=preset, **{key: str(value) for key, value in files.items()}, **runtime.recorded())
         self.files = files
         missing = [
             f"{key}={path} ({DOWNLOADS[key].format(internvl=f'InternVL2-{size}')})"
@@ -621,34 +679,21 @@ class LiraAdapter(_LiraAdapterBase):
                 f"{preset}: missing weight file(s): {'; '.join(missing)}. Download them into the original layout "
                 "under the current folder, or give their paths with --model-args KEY=PATH"
             )
-        tile_settings = parse_tiles(tiles)
-        word_lists = read_word_lists(probe_words)
-        check_counts(probe_top_k, threads)
-        resolved_device = resolve_device(device)
-        resolved_dtype = resolve_model_dtype(dtype, resolved_device)
-        config = with_attention(lira_preset(preset), attention, resolved_device)
         try:
             tokenizer = load_lira_tokenizer(files["internvl"], expected_ids=None)  # checked against the model below
             model, _ = load_lira(
-                config,
+                runtime.config(preset),
                 files["internvl"],
                 files["omg_seg"],
                 files["class_embeddings"],
                 files["weights"],
-                dtype=resolved_dtype,
-                device=resolved_device,
+                dtype=runtime.dtype,
+                device=runtime.device,
             )
         except CheckpointError as error:
             raise DataError(f"{preset}: {error}") from None
-        self.preferred_batch_size = 8 if resolved_device.type == "cuda" else 1
-        self.engine = LiraEngine(
-            model,
-            tokenizer,
-            tiles=tile_settings,
-            word_lists=word_lists,
-            probe_top_k=probe_top_k,
-            probe_layers=probe_layers,
-        )
+        self.preferred_batch_size = 8 if runtime.device.type == "cuda" else 1
+        self.engine = runtime.engine(model, tokenizer)
 
     def weight_files(self) -> list[Path]:
         folder = self.files["internvl"]
@@ -685,33 +730,12 @@ class LiraTinyAdapter(_LiraAdapterBase):
         probe_layers: bool = False,
         threads: int | None = 1,
     ) -> None:
-        super().__init__(
-            seed=seed,
-            dtype=dtype,
-            device=device,
-            attention=attention,
-            tiles=";".join(tiles),
-            probe_words=str(probe_words),
-            probe_top_k=probe_top_k,
-            probe_layers=probe_layers,
-            threads=threads,
+        runtime = RuntimeOptions.resolve(
+            dtype, device, attention, tiles, probe_words, probe_top_k, probe_layers, threads
         )
-        check_counts(probe_top_k, threads)
-        tile_settings = parse_tiles(tiles)
-        word_lists = read_word_lists(probe_words)
-        resolved_device = resolve_device(device)
-        resolved_dtype = resolve_model_dtype(dtype, resolved_device)
-        config = with_attention(lira_preset("lira-tiny"), attention, resolved_device)
-        model = build_random_lira(config, seed, dtype=resolved_dtype, device=resolved_device)
-        tokenizer = load_lira_tokenizer(TINY_TOKENIZER, expected_ids=None)
-        self.engine = LiraEngine(
-            model,
-            tokenizer,
-            tiles=tile_settings,
-            word_lists=word_lists,
-            probe_top_k=probe_top_k,
-            probe_layers=probe_layers,
-        )
+        super().__init__(seed=seed, **runtime.recorded())
+        model = build_random_lira(runtime.config("lira-tiny"), seed, dtype=runtime.dtype, device=runtime.device)
+        self.engine = runtime.engine(model, load_lira_tokenizer(TINY_TOKENIZER, expected_ids=None))
 
     def weight_files(self) -> list[Path]:
         return [TINY_TOKENIZER / "tokenizer.model", TINY_TOKENIZER / "tokenizer_config.json"]
@@ -724,10 +748,12 @@ __all__ = [
     "LiraAdapter",
     "LiraEngine",
     "LiraTinyAdapter",
+    "RuntimeOptions",
     "chair_caption",
     "gcg_output",
     "parse_tiles",
     "read_word_lists",
     "resolve_device",
     "resolve_model_dtype",
+    "with_attention",
 ]

@@ -131,7 +131,9 @@ class LlamaDecoderStep:
         self, embeds: Tensor, key_mask: Tensor, positions: Tensor, cache: DynamicCache, *, layers: bool
     ) -> StepOutput:
         lm = self.language_model
-        mask = attention_mask_4d(key_mask, embeds.shape[1], lm.config._attn_implementation, embeds.dtype)
+        mask = None  # nothing padded: transformers' own causal mask (and sdpa's fused causal kernels)
+        if not bool(key_mask.all()):
+            mask = attention_mask_4d(key_mask, embeds.shape[1], lm.config._attn_implementation, embeds.dtype)
         out = lm.model(
             inputs_embeds=embeds,
             attention_mask=mask,
@@ -254,6 +256,13 @@ class GreedyRequest:
     hooks: GreedyHooks = field(default_factory=GreedyHooks)
 
 
+def suppress(scores: Tensor, request: GreedyRequest, generated: int) -> None:
+    """transformers' ``MinNewTokensLengthLogitsProcessor``: the suppressed tokens get -inf, in place, while fewer
+    than ``min_new_tokens`` tokens were generated."""
+    if generated < request.min_new_tokens and request.suppressed:
+        scores[list(request.suppressed)] = -float("inf")
+
+
 @torch.no_grad()
 def greedy_decode(
     step: DecoderStep, embed: Embed, decode: Decode, requests: Sequence[GreedyRequest]
@@ -272,24 +281,22 @@ def greedy_decode(
     fed: dict[int, list[Tensor]] = {r: [] for r in active}
     last_token: dict[int, int | None] = dict.fromkeys(active)
     while True:
-        logits = output.logits.float()
+        logits = output.logits.float().clone()
+        for slot, r in enumerate(active):
+            suppress(logits[slot], requests[r], len(generated[r]))
+        choices = logits.argmax(-1).tolist()  # one transfer for the batch
         keep: list[int] = []
         next_chunks: list[Tensor] = []
         plain: list[tuple[int, int]] = []  # (position in next_chunks, token) to embed together
         for slot, r in enumerate(active):
             request, tokens = requests[r], generated[r]
-            scores = logits[slot]
-            watched = last_token[r] is not None and last_token[r] in request.watch
-            step_output, row = output, slot
-            if watched:
-                step_output = canonical_step(step, prompt_caches[r], fed[r], layers=request.layers)
-                scores, row = step_output.logits[0].float(), 0
-            if len(tokens) < request.min_new_tokens and request.suppressed:
-                scores = scores.clone()
-                scores[list(request.suppressed)] = -float("inf")
-            token = int(scores.argmax())
-            if watched:
-                request.hooks.on_fed(last_token[r], len(tokens) - 1, step_output, row)  # type: ignore[arg-type]
+            token = choices[slot]
+            if last_token[r] is not None and last_token[r] in request.watch:
+                canonical = canonical_step(step, prompt_caches[r], fed[r], layers=request.layers)
+                scores = canonical.logits[0].float().clone()
+                suppress(scores, request, len(tokens))
+                token = int(scores.argmax())
+                request.hooks.on_fed(last_token[r], len(tokens) - 1, canonical, 0)  # type: ignore[arg-type]
             tokens.append(token)
             finished = (
                 token in request.end_tokens
