@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from harness.types import GenerationSettings, Request
+from harness.types import GenerationSettings, Prediction, Request
 from models.lira.adapter import LiraEngine, RuntimeOptions
 from models.lira.assets.tiny_tokenizer import FOLDER as TINY_TOKENIZER
 from models.lira.assets.tiny_tokenizer import full_size_tokenizer_folder
@@ -43,6 +45,16 @@ SENTENCES = ("the man on the left", "red cup in the middle", "dog behind the ben
 def peak_rss_gib() -> float:
     """Peak resident set size of this process (Linux reports `ru_maxrss` in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def cpu_name() -> str:
+    """The CPU model (Linux ``/proc/cpuinfo``) and how many cores this process may use."""
+    name = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        lines = [line for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        name = lines[0].split(":", 1)[1].strip() if lines else name
+    return f"{name}, {len(os.sched_getaffinity(0))} cores"
 
 
 def synchronize(device: torch.device) -> None:
@@ -105,18 +117,26 @@ def main() -> None:
         rss_after_build = peak_rss_gib()
         requests = make_requests(folder, args.requests, tuple(args.image_size), args.max_new_tokens)
 
+        one_token = [replace(request, generation=GenerationSettings(max_new_tokens=1)) for request in requests]
+
+        def answer(chosen: list[Request], batch_size: int) -> tuple[float, list[Prediction]]:
+            synchronize(device)
+            started = time.perf_counter()
+            predictions = []
+            for first in range(0, len(chosen), batch_size):
+                predictions += engine.predict(chosen[first : first + batch_size])
+            synchronize(device)
+            return time.perf_counter() - started, predictions
+
         runs = []
         for batch_size in batch_sizes:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            synchronize(device)
-            started = time.perf_counter()
-            predictions = []
-            for first in range(0, len(requests), batch_size):
-                predictions += engine.predict(requests[first : first + batch_size])
-            synchronize(device)
-            seconds = time.perf_counter() - started
+            seconds, predictions = answer(requests, batch_size)
+            # the same requests with one new token: image encoding + prefill, so the rest is decoding
+            prefill_seconds, _ = answer(one_token, batch_size)
             tokens = sum(prediction.generated_tokens or 0 for prediction in predictions)
+            steps = tokens / batch_size - len(requests) / batch_size  # decoding steps after the first token
             run = {
                 "batch_size": batch_size,
                 "requests": len(requests),
@@ -124,6 +144,8 @@ def main() -> None:
                 "seconds_per_request": round(seconds / len(requests), 2),
                 "generated_tokens": tokens,
                 "tokens_per_second": round(tokens / seconds, 2),
+                "encode_and_prefill_seconds_per_request": round(prefill_seconds / len(requests), 2),
+                "decode_seconds_per_step": round((seconds - prefill_seconds) / max(steps, 1), 3),
                 "prompt_tokens": predictions[0].prompt_tokens,
                 "tiles": predictions[0].metadata["tiles"],
             }
@@ -143,7 +165,7 @@ def main() -> None:
     results = {
         "preset": args.preset,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "dtype": str(dtype),
         "attention": model.language_model.config._attn_implementation,
         "threads": torch.get_num_threads(),

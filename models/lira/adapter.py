@@ -312,6 +312,7 @@ class LiraEngine:
             return VQA_FAMILY_TILES.get(request.task_family, KIND_TILES["vqa"])
         return KIND_TILES[request.kind]
 
+    @torch.no_grad()
     def encode_image(self, path: str, setting: TileSetting) -> ImageEncoding:
         """Both branches of one image (each image alone, so its encoding never depends on the batch)."""
         key = (path, setting)
@@ -333,12 +334,14 @@ class LiraEngine:
             self._encodings.popitem(last=False)
         return encoding
 
+    @torch.no_grad()
     def prompt_embeddings(self, question: str, encoding: ImageEncoding, *, bos: bool) -> Tensor:
         """The internvl2_chat prompt of ``question`` with the image's visual sequence spliced in: `(L, H)`."""
         ids = tokenize_prompt(self.tokenizer, build_prompt(question), bos=bos).input_ids
         spliced = self.model.build_inputs_embeds(torch.tensor([ids], device=self.device), [[encoding.sequence]])
         return spliced.inputs_embeds[0]
 
+    @torch.no_grad()
     def embed(self, tokens: Sequence[int]) -> Tensor:
         return self.model.embed_tokens(torch.tensor([list(tokens)], device=self.device))[0]
 
@@ -347,12 +350,14 @@ class LiraEngine:
 
     # -- [SEG] and ILVC -------------------------------------------------------------------------------------
 
+    @torch.no_grad()
     def seg_mask(self, hidden: Tensor, encoding: ImageEncoding) -> np.ndarray:
         """The `(height, width)` uint8 mask of one `[SEG]` state on its image (lira-model.md §6)."""
         zero = torch.zeros(1, dtype=torch.long, device=self.device)
         mask = self.model.seg_hidden_states_to_masks(hidden[None], encoding.memory, zero, [encoding.size])[0]
         return mask.cpu().numpy().astype(np.uint8)
 
+    @torch.no_grad()
     def crop_chunk(self, image: Image.Image, mask: np.ndarray) -> Tensor:
         """``[embed(<image_id>), 256 crop tokens, embed(" <p>")]`` for the highlight crop of ``mask`` (§7.2)."""
         crop = preprocess_internvl(highlight_crop(image, mask), LOCAL_CROP_TILES, tile_size=self.tile_size)
@@ -367,6 +372,8 @@ class LiraEngine:
         for request in requests:
             if request.kind not in REQUEST_KINDS:
                 raise UserError(f"request {request.sample_id!r}: unknown kind {request.kind!r}")
+            if not request.generation.greedy:
+                raise UserError(f"task {request.task!r} asks for sampling; LIRA decodes greedily or with beams")
         results: dict[int, Prediction] = {}
         groups: dict[tuple[str, bool], list[int]] = {}
         for index, request in enumerate(requests):

@@ -206,3 +206,18 @@ def test_model_argument_errors(tmp_path: Path) -> None:
     vocabulary = get_model("lira-tiny", f"probe_words={good}").engine.prober.vocabulary
     assert dict(vocabulary.token_ids["colors"]).keys() == {"red", "gold"}
     assert vocabulary.skipped["colors"] == ("light blue",)
+
+
+def test_sampling_is_refused() -> None:
+    engine = get_model("lira-tiny").engine
+    sampled = Request(
+        task="t",
+        task_family="pope",
+        sample_id="s",
+        kind="vqa",
+        image="x.jpg",
+        prompt="q",
+        generation=GenerationSettings(greedy=False),
+    )
+    with pytest.raises(UserError, match="asks for sampling"):
+        engine.predict([sampled])
