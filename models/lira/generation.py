@@ -10,16 +10,18 @@ feeds every active row a chunk of the same length ``n``: one token, or, for a ro
 ``<image_id>``, the ILVC chunk ``[<image_id>, crop tokens, " <p>"]``. Shorter chunks are padded at their front, so
 each row's real tokens end at the last position (where the next-token logits are read). Padding positions are
 masked as keys for every query; real positions get their own position ids, counting only the row's real tokens.
-The attention mask is built here as an explicit 4-D mask (causal AND key-is-real, plus each position attending to
-itself, which keeps padding queries finite), so a row attends to exactly what it would attend to alone. Finished
-rows leave the batch (their cache rows are dropped), so a long answer does not keep short ones busy.
+When anything is padded, the attention mask is built here as an explicit 4-D mask (causal AND key-is-real, plus
+each position attending to itself, which keeps padding queries finite), so a row attends to exactly what it would
+attend to alone; otherwise transformers' own causal mask is used. Finished rows leave the batch (their cache rows
+are dropped), so a long answer does not keep short ones busy.
 
 **What is exactly batch-independent.** Batched kernels sum in another order than single-row ones, so batched
 hidden states differ from batch-size-1 ones by rounding, and a mask pixel whose logit is within rounding of 0 could
 flip. So the state at a watched token (`[SEG]`) is recomputed canonically: the row alone, from its own prompt
 cache, over everything it was fed after the prompt, in one pass. Masks, probes and the token chosen at that step
-come from this canonical state, which is the same whatever the batch (and the batch size). Other tokens are argmax
-decisions on batched logits, equal to batch size 1 unless two logits tie within rounding (never seen in the tests).
+come from this canonical state, which is the same whatever the batch (and the batch size); it differs from the
+original's token-by-token state by rounding only. Other tokens are argmax decisions on batched logits, equal to
+batch size 1 unless two logits tie within rounding (never seen in the tests).
 
 **Beam search** reproduces transformers 4.37.2's `beam_search` + `BeamSearchScorer` for one request (the
 original runs batch size 1): log-softmax scores in float32, the min-new-tokens rule on EOS, top ``2·num_beams``
