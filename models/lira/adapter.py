@@ -267,8 +267,8 @@ class LiraEngine:
             "<|im_end|>": config.vision_language.chat_tokens.im_end,
             "<|im_start|>": config.vision_language.chat_tokens.im_start,
         }
-        wrong = {token: tokenizer.token_to_id(token) for token, index in expected.items()}
-        wrong = {token: got for token, got in wrong.items() if got != expected[token]}
+        found_ids = {token: tokenizer.token_to_id(token) for token in expected}
+        wrong = {token: got for token, got in found_ids.items() if got != expected[token]}
         vocab = config.vision_language.text.vocab_size
         if wrong or len(tokenizer) > vocab:
             found = ", ".join(f"{token} -> {got} (model: {expected[token]})" for token, got in wrong.items())
