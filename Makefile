@@ -1,4 +1,6 @@
-# Two entry points: `make demo` (evaluate on the bundled mini benchmark) and `make test`;
+# Two entry points: `make demo` (evaluate on the bundled mini benchmark: the oracle, a constant baseline and
+# `lira-tiny`, the LIRA pipeline with random weights on the first 20 samples of each task, about a minute on
+# 2 CPU cores) and `make test`;
 # `make golden` deliberately rewrites the CI golden results (tests/golden/*.json).
 # Both create .venv when missing and install torch first (override TORCH_SPEC for a GPU build).
 
@@ -29,7 +31,8 @@ demo: $(VENV)/.installed nltk-data
 	$(PYTHON) run_eval.py --model oracle --tasks all --output-dir runs/demo/oracle --no-progress
 	$(PYTHON) run_eval.py --model constant --model-args answer=yes,mask=center --tasks all \
 		--output-dir runs/demo/constant --no-progress
-	$(PYTHON) run_eval.py report runs/demo/oracle runs/demo/constant --out runs/demo/leaderboard
+	$(PYTHON) run_eval.py --model lira-tiny --tasks all --limit 20 --output-dir runs/demo/lira-tiny --no-progress
+	$(PYTHON) run_eval.py report runs/demo/oracle runs/demo/constant runs/demo/lira-tiny --out runs/demo/leaderboard
 	@echo "demo results: runs/demo/*/results.json, reports: runs/demo/*/report.html, runs/demo/leaderboard/"
 
 test: $(VENV)/.installed

@@ -20,8 +20,9 @@ from typing import TypeVar
 import torch
 
 from models.lira.config import OMG_SEG_CONVNEXT_LARGE, SEFE_PROJECTOR_2B, TEXT_TO_VISION_2B
+from models.lira.processor import postprocess_mask_logits
 from models.lira.projector import SefeProjector, TextToVisionProjector
-from models.lira.segmentation import OmgSegEncoder, seg_logits_to_masks
+from models.lira.segmentation import OmgSegEncoder
 
 T = TypeVar("T")
 
@@ -88,7 +89,8 @@ def main() -> None:
             decoded = encoder.decode_seg_queries(
                 text_to_vision(seg_hidden), outputs.memory, torch.zeros(1, dtype=torch.long)
             )
-            return seg_logits_to_masks(decoded.predictions[-1].mask_logits, tuple(args.original_size))
+            width, height = args.original_size
+            return postprocess_mask_logits(decoded.predictions[-1].mask_logits, height, width)
 
         masks, seg_s = _timed(seg_to_mask)
 

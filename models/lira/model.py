@@ -50,13 +50,13 @@ from transformers.models.llama.modeling_llama import (
 from models.lira.checkpoint.internvl import pack_internlm2_wqkv, split_internlm2_wqkv
 from models.lira.config import LiraConfig
 from models.lira.losses import projection_loss, seg_mask_losses
+from models.lira.processor import postprocess_mask_logits
 from models.lira.projector import SefeProjector, TextToVisionProjector, pretrain_query_reconstruction
 from models.lira.segmentation import (
     MaskDecoderOutputs,
     OmgSegEncoder,
     OmgSegMemory,
     OmgSegOutputs,
-    seg_logits_to_masks,
 )
 from models.lira.tokenizer import IMAGE_TOKEN_INDEX
 from models.lira.vision import build_mlp1, build_vision_model, extract_internvl_features
@@ -520,7 +520,7 @@ class LiraModel(nn.Module):
         """`[SEG]` hidden states → binary masks over the original images (lira-model.md §6).
 
         The last decoder output is upsampled to the padded square of the image, the padding is cropped, and
-        `sigmoid > 0.5` is taken (`seg_logits_to_masks`).
+        `sigmoid > 0.5` is taken (`models.lira.processor.postprocess_mask_logits`).
 
         Args:
             hidden_states: `(N, H)` last-layer states at the positions whose input token is `[SEG]`.
@@ -533,10 +533,11 @@ class LiraModel(nn.Module):
         """
         decoded = self.decode_seg_hidden_states(hidden_states, memory, batch_idxs)
         logits = decoded.predictions[-1].mask_logits.float()
-        return [
-            seg_logits_to_masks(logits[i : i + 1], tuple(image_sizes[int(image)]))[0]
-            for i, image in enumerate(batch_idxs.tolist())
-        ]
+        masks = []
+        for i, image in enumerate(batch_idxs.tolist()):
+            width, height = image_sizes[int(image)]
+            masks.append(postprocess_mask_logits(logits[i : i + 1], height, width)[0])
+        return masks
 
     # --- training forward -----------------------------------------------------------------------------------------
 

@@ -287,35 +287,6 @@ def panoptic_pixel_queries(
     return pixel_query, attn_mask
 
 
-def seg_logits_to_masks(mask_logits: Tensor, original_size: tuple[int, int]) -> Tensor:
-    """LIRA's inference post-processing of `[SEG]` mask logits (lira-model.md §6.4).
-
-    Bilinear upsampling (`align_corners=False`) of the logits to S×S with S = max(w, h), crop of
-    the centred square padding (⌊pad/2⌋ before, the rest after), then `sigmoid > 0.5`.
-
-    Args:
-        mask_logits: `(N, 1, h, w)` logits over the padded square input (the decoder's last map).
-        original_size: (width, height) of the original image, as the original code orders it.
-
-    Returns:
-        `(N, height, width)` bool masks.
-    """
-    if mask_logits.dim() != 4 or mask_logits.shape[1] != 1:
-        raise ValueError(f"seg_logits_to_masks: expected (N, 1, h, w) logits, got {tuple(mask_logits.shape)}")
-    width, height = original_size
-    if width <= 0 or height <= 0:
-        raise ValueError(f"seg_logits_to_masks: original_size must be positive, got {original_size}")
-    side = max(width, height)
-    masks = F.interpolate(mask_logits, size=(side, side), mode="bilinear", align_corners=False)[:, 0]
-    if width > height:
-        before = (width - height) // 2
-        masks = masks[:, before : before + height]
-    elif height > width:
-        before = (height - width) // 2
-        masks = masks[:, :, before : before + width]
-    return masks.sigmoid() > 0.5
-
-
 # ---------------------------------------------------------------------------
 # ConvNeXt trunk (open_clip / timm layout)
 # ---------------------------------------------------------------------------
@@ -932,7 +903,6 @@ __all__ = [
     "mask_pool",
     "multi_scale_deformable_attention",
     "panoptic_pixel_queries",
-    "seg_logits_to_masks",
     "sine_positional_encoding",
     "sine_positional_encoding_3d",
     "space_to_depth",

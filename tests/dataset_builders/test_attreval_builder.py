@@ -33,6 +33,7 @@ from dataset_builders.attreval.colors import NEIGHBOURS
 from dataset_builders.attreval.scene import Description, Relation, Rules, Scene, SceneObject
 from harness.errors import UserError
 from tasks.loaders.attreval import load_attreval
+from tasks.loaders.common import load_plain_pickle
 from tasks.loaders.refer import load_refs, referring_units
 
 EXPECTED_PAIRS = {
@@ -269,7 +270,7 @@ def test_bad_input_is_skipped_and_counted(mini_data, tmp_path):
     instances["annotations"] = [a for a in instances["annotations"] if a["id"] != spoon.ann_id]
     instances_path.write_text(json.dumps(instances))
     (root / "glamm_data/images/coco2014/train2014/COCO_train2014_000000900008.jpg").write_bytes(b"not a jpeg")
-    raw = pickle.loads((root / "ref_seg/refcoco/refs(unc).p").read_bytes())
+    raw = load_plain_pickle(root / "ref_seg/refcoco/refs(unc).p", "refs pickle")
     raw.append({**raw[0], "ref_id": 99, "image_id": 12345, "sentences": [], "sent_ids": []})
     (root / "ref_seg/refcoco/refs(unc).p").write_bytes(pickle.dumps(raw, protocol=2))
     out = build(root, tmp_path / "out", balance="none").out
@@ -323,7 +324,7 @@ def test_duplicates_are_removed(mini_data, tmp_path):
     root = tmp_path / "mini"
     shutil.copytree(mini_data, root)
     path = root / "ref_seg/refcoco/refs(unc).p"
-    raw = pickle.loads(path.read_bytes())
+    raw = load_plain_pickle(path, "refs pickle")
     cup = next(ref for ref in raw if ref["sentences"][0]["sent"] == "red cup in the middle")
     raw.append({**cup, "ref_id": cup["ref_id"] + 500})  # a second ref on the same cup, same words
     path.write_bytes(pickle.dumps(raw, protocol=2))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from dataset_builders import mini
 from dataset_builders.writer import Benchmark, GcgEntry, ImageEntry, ObjectEntry, check
 from tasks import ensure_default_data_root
 from tasks.loaders.attreval import load_attreval
+from tasks.loaders.common import load_plain_pickle
 from tasks.loaders.gcg import load_gcg
 from tasks.loaders.pope import load_pope
 from tasks.loaders.refer import referring_units
@@ -71,7 +71,7 @@ def test_sizes_asked_for_by_the_issue(built):
 
 
 def test_files_are_in_the_original_formats(built):
-    refs = pickle.loads((built / "ref_seg/refcoco/refs(unc).p").read_bytes())
+    refs = load_plain_pickle(built / "ref_seg/refcoco/refs(unc).p", "refs pickle")
     first = refs[0]
     assert set(first) >= {"ref_id", "ann_id", "image_id", "split", "sent_ids", "sentences", "category_id", "file_name"}
     assert set(first["sentences"][0]) == {"sent_id", "sent", "raw", "tokens"}

@@ -15,6 +15,7 @@ from PIL import Image
 from harness.cli import main
 from harness.model import MODELS, ModelAdapter
 from harness.types import REQUEST_KINDS, Prediction, Request
+from tasks.loaders.common import load_plain_pickle
 
 ANNOTATIONS = Path(__file__).resolve().parents[2] / "dataset_builders" / "mini" / "annotations"
 
@@ -122,7 +123,7 @@ def test_unknown_split(mini_root, tmp_path, capsys):
 
 def test_a_split_missing_from_the_refs_file(mini_copy, tmp_path, capsys):
     path = mini_copy / "ref_seg/refcoco+/refs(unc).p"
-    refs = [ref for ref in pickle.loads(path.read_bytes()) if ref["split"] != "testB"]
+    refs = [ref for ref in load_plain_pickle(path, "refs pickle") if ref["split"] != "testB"]
     path.write_bytes(pickle.dumps(refs, protocol=2))
     code, _, err = run(capsys, mini_copy, tmp_path / "run", "refcoco+_testB")
     assert code == 2 and f"refs pickle {path} has no ref in split 'testB' (splits present: ['testA', 'val'])" in err

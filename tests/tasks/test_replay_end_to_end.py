@@ -10,6 +10,7 @@ import pytest
 
 from harness.cli import main
 from harness.task import get_task
+from tasks.loaders.common import load_plain_pickle
 
 ANNOTATIONS = Path(__file__).resolve().parents[2] / "dataset_builders" / "mini" / "annotations"
 
@@ -128,6 +129,6 @@ def test_refseg_jsonl_without_seg_for_one_sentence(mini_root, tmp_path, capsys):
 def test_refs_pickle_from_python_2_layout_still_loads(mini_copy):
     """REFER pickles date from Python 2 (protocol 2, plain containers): re-dumped that way they load unchanged."""
     path = mini_copy / "ref_seg/refcoco/refs(unc).p"
-    refs = pickle.loads(path.read_bytes())
+    refs = load_plain_pickle(path, "refs pickle")
     path.write_bytes(pickle.dumps(refs, protocol=0))
     assert len(get_task("refcoco_testA").samples(mini_copy)) == 9

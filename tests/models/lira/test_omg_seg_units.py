@@ -12,6 +12,7 @@ import torch
 from models.lira.checkpoint.omg_seg import load_omg_seg
 from models.lira.config import OMG_SEG_TINY, TEXT_TO_VISION_TINY, MaskLossConfig
 from models.lira.losses import seg_mask_losses
+from models.lira.processor import postprocess_mask_logits
 from models.lira.projector import TextToVisionProjector
 from models.lira.segmentation import (
     OmgSegEncoder,
@@ -19,7 +20,6 @@ from models.lira.segmentation import (
     mask_pool,
     multi_scale_deformable_attention,
     panoptic_pixel_queries,
-    seg_logits_to_masks,
     sine_positional_encoding,
     sine_positional_encoding_3d,
     space_to_depth,
@@ -164,14 +164,14 @@ def test_panoptic_pixel_queries_chunking_changes_nothing() -> None:
 def test_seg_masks_crop_rows(size: tuple[int, int], expected_rows: list[int]) -> None:
     rows = torch.arange(6, dtype=torch.float32).view(6, 1).expand(6, 6)
     logits = (rows - 2.5)[None, None]  # positive from row 3 on; 6×6 → 6×6 resize is the identity
-    masks = seg_logits_to_masks(logits, size)
+    masks = postprocess_mask_logits(logits, size[1], size[0])
     assert masks.shape == (1, size[1], size[0])
     assert masks[0, :, 0].tolist() == [r >= 3 for r in expected_rows]
 
 
 def test_seg_masks_crop_columns_when_taller() -> None:
     cols = torch.arange(6, dtype=torch.float32).view(1, 6).expand(6, 6)
-    masks = seg_logits_to_masks((cols - 2.5)[None, None], (4, 6))
+    masks = postprocess_mask_logits((cols - 2.5)[None, None], 6, 4)
     assert masks.shape == (1, 6, 4)
     assert masks[0, 0].tolist() == [c >= 3 for c in [1, 2, 3, 4]]
 
@@ -179,10 +179,10 @@ def test_seg_masks_crop_columns_when_taller() -> None:
 def test_seg_masks_threshold_after_upsampling() -> None:
     # 2×2 → 4×4 bilinear: columns −1, −0.5, 0.5, 1; rows kept 1..2 of 4 (w = 4, h = 2).
     logits = torch.tensor([[-1.0, 1.0], [-1.0, 1.0]])[None, None]
-    masks = seg_logits_to_masks(logits, (4, 2))
+    masks = postprocess_mask_logits(logits, 2, 4)
     assert masks[0].tolist() == [[False, False, True, True]] * 2
-    with pytest.raises(ValueError, match=r"expected \(N, 1, h, w\)"):
-        seg_logits_to_masks(torch.zeros(1, 2, 4, 4), (4, 4))
+    with pytest.raises(ValueError, match=r"shape \(N, 1, h, w\)"):
+        postprocess_mask_logits(torch.zeros(1, 2, 4, 4), 4, 4)
 
 
 # --- encoder behaviour ------------------------------------------------------------------------
