@@ -15,15 +15,14 @@ Trainable parameters (`LiraModel.prepare_for_training`, lira-model.md §9) are h
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from harness.errors import UserError
-from models.lira.checkpoint.common import CheckpointError, CheckpointKeyError, resolve_dtype
-from models.lira.checkpoint.lira import LORA_KEY_TABLE, build_random_lira, load_lira
-from models.lira.checkpoint.lira_pth import EMBEDDINGS_KEY, HEAD_KEY, pad_vocabulary_rows, read_lira_pth
+from models.lira.checkpoint.common import resolve_dtype
+from models.lira.checkpoint.lira import apply_lira_pth, build_random_lira, load_lira
+from models.lira.checkpoint.lira_pth import read_lira_pth
 from models.lira.config import LiraConfig, LiraLoraConfig, preset
 from models.lira.model import LiraModel
 from models.lira.tokenizer import InternLM2Tokenizer, load_lira_tokenizer
@@ -47,60 +46,6 @@ def frozen_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
     if config.model.dtype == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     return resolve_dtype(config.model.dtype)
-
-
-def _lora_module(original_key: str) -> str:
-    """`language_model.model.layers.3.attention.wqkv.weight` → `language_model.model.layers.3.self_attn.wqkv`;
-    the head → `language_model.lm_head` (the inverse of `lira_pth_state_dict`'s LoRA names)."""
-    if original_key == HEAD_KEY:
-        return "language_model.lm_head"
-    ours = {original: module for module, original in LORA_KEY_TABLE}
-    prefix, _, rest = original_key.removeprefix("language_model.model.layers.").partition(".")
-    module = ours.get(rest.removesuffix(".weight"))
-    if not prefix.isdigit() or module is None:
-        raise CheckpointError(f"no LoRA module for {original_key!r}")
-    return f"language_model.model.layers.{prefix}.{module}"
-
-
-def apply_lira_pth(model: LiraModel, path: str | Path, *, merge: bool = False) -> list[str]:
-    """Load a LIRA `.pth` (embeddings, head, projectors, LoRA) into an already built model, e.g. one with seeded
-    random base weights; returns the model keys set.
-
-    The SEFE cross-attention may be absent (stage-1 files keep the model's). LoRA pairs fill the model's adapters,
-    which are attached first if needed; with `merge` they are then folded into the weights (`LiraModel.merge_lora`),
-    as for inference.
-
-    Raises:
-        CheckpointKeyError: keys that do not fit the model.
-    """
-    delta = read_lira_pth(path)
-    if delta.lora and not model.lora_attached:
-        model.attach_lora()
-    head = "language_model.lm_head.base_layer.weight" if model.lora_attached else "language_model.lm_head.weight"
-    names = {EMBEDDINGS_KEY: "language_model.model.embed_tokens.weight", HEAD_KEY: head}
-    vocab = model.config.vision_language.text.vocab_size
-    tensors = {names[key]: value for key, value in delta.full.items()}
-    for key, value in list(tensors.items()):
-        if value.shape[0] < vocab:
-            tensors[key] = pad_vocabulary_rows(value, vocab, fill="mean")
-    tensors.update(delta.passthrough)
-    for original, (lora_a, lora_b) in delta.lora.items():
-        module = _lora_module(original)
-        if original == HEAD_KEY and lora_b.shape[0] < vocab:
-            lora_b = pad_vocabulary_rows(lora_b, vocab, fill="zeros")
-        tensors[f"{module}.lora_A.default.weight"] = lora_a
-        tensors[f"{module}.lora_B.default.weight"] = lora_b
-    state = model.state_dict(keep_vars=True)
-    unexpected = [key for key in tensors if key not in state]
-    mismatched = [key for key in tensors if key in state and tensors[key].shape != state[key].shape]
-    if unexpected or mismatched:
-        raise CheckpointKeyError(str(path), unexpected=unexpected, mismatched=mismatched)
-    with torch.no_grad():
-        for key, value in tensors.items():
-            state[key].copy_(value)
-    if merge and model.lora_attached:
-        model.merge_lora()
-    return sorted(tensors)
 
 
 def load_training_tokenizer(config: TrainConfig, lira_config: LiraConfig) -> InternLM2Tokenizer:
@@ -170,7 +115,6 @@ def trainable_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 
 __all__ = [
-    "apply_lira_pth",
     "build_training_model",
     "frozen_dtype",
     "lira_config_for",

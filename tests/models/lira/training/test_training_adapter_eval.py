@@ -1,40 +1,20 @@
-"""Acceptance of issue 9: weights exported by a `lira-tiny` training run load into the LIRA adapter and run
-`run_eval.py` on the mini benchmark.
-
-Needs the `lira-tiny` adapter (issue 6) to take the exported `.pth` as `--model-args weights=PATH` on top of its
-seeded random base (e.g. with `models.lira.training.modeling.apply_lira_pth(model, path, merge=True)`, whose result
-`test_training_tiny_runs.py` checks against the trained model); skipped until it does.
-"""
+"""Acceptance of issue 9: weights exported by a `lira-tiny` training run load into the LIRA adapter
+(`--model-args weights=PATH` on top of its seeded random base) and run `run_eval.py` on the mini benchmark."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from tiny_data import tiny_overrides, write_config
 
 from models.lira.training.config import load_config
 from models.lira.training.trainer import run_training
 
 REPO = Path(__file__).resolve().parents[4]
-
-
-def _adapter_takes_weights() -> bool:
-    try:
-        from models.lira.adapter import LiraTinyAdapter
-    except ImportError:
-        return False
-    return "weights" in inspect.signature(LiraTinyAdapter.__init__).parameters
-
-
-pytestmark = pytest.mark.skipif(
-    not _adapter_takes_weights(), reason="the lira-tiny adapter does not take trained weights (weights=) yet"
-)
 
 
 def _run_eval(mini: Path, output: Path, model_args: str) -> dict:

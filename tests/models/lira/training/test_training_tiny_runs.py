@@ -15,11 +15,11 @@ import pytest
 import torch
 from tiny_data import tiny_overrides, write_config
 
-from models.lira.checkpoint.lira import build_random_lira, lira_pth_state_dict
+from models.lira.checkpoint.lira import apply_lira_pth, build_random_lira, lira_pth_state_dict
 from models.lira.model import LiraModel
 from models.lira.training.config import TrainConfig, load_config
 from models.lira.training.dataset import collate
-from models.lira.training.modeling import apply_lira_pth, build_training_model, lira_config_for
+from models.lira.training.modeling import build_training_model, lira_config_for
 from models.lira.training.runtime import Runtime
 from models.lira.training.trainer import Trainer
 
