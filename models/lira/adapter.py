@@ -49,7 +49,7 @@ from harness.types import REQUEST_KINDS, Prediction, Request, SegProbe
 from harness.vocabulary import WORD_LISTS
 from models.lira.assets.tiny_tokenizer import FOLDER as TINY_TOKENIZER
 from models.lira.checkpoint.common import CheckpointError, resolve_dtype
-from models.lira.checkpoint.lira import build_random_lira, load_lira
+from models.lira.checkpoint.lira import apply_lira_pth, build_random_lira, load_lira
 from models.lira.config import LiraConfig
 from models.lira.config import preset as lira_preset
 from models.lira.generation import (
@@ -718,6 +718,8 @@ class LiraTinyAdapter(_LiraAdapterBase):
 
     Args:
         seed: seed of the random weights.
+        weights: a LIRA `.pth` trained from this model (`models.lira.training`, e.g. with a ``lira-tiny`` config),
+            applied on top of the seeded weights with its LoRA merged.
         dtype, device, attention, tiles, probe_words, probe_top_k, probe_layers: as for ``lira-2b``.
         threads: torch threads of the process; 1 by default, since the tiny model's operations are too small to
             split (two threads are several times slower on a 2-core machine); None keeps torch's choice.
@@ -728,6 +730,7 @@ class LiraTinyAdapter(_LiraAdapterBase):
     def __init__(
         self,
         seed: int = 0,
+        weights: Path | None = None,
         dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto",
         device: str = "auto",
         attention: Literal["auto", "eager", "sdpa"] = "auto",
@@ -740,12 +743,22 @@ class LiraTinyAdapter(_LiraAdapterBase):
         runtime = RuntimeOptions.resolve(
             dtype, device, attention, tiles, probe_words, probe_top_k, probe_layers, threads
         )
-        super().__init__(seed=seed, **runtime.recorded())
+        recorded_weights = {} if weights is None else {"weights": str(weights)}
+        super().__init__(seed=seed, **recorded_weights, **runtime.recorded())
+        self.weights = weights
         model = build_random_lira(runtime.config("lira-tiny"), seed, dtype=runtime.dtype, device=runtime.device)
+        if weights is not None:
+            if not weights.is_file():
+                raise DataError(f"lira-tiny: weights={weights} does not exist")
+            try:
+                apply_lira_pth(model, weights, merge=True)
+            except CheckpointError as error:
+                raise DataError(f"lira-tiny weights: {error}") from None
         self.engine = runtime.engine(model, load_lira_tokenizer(TINY_TOKENIZER, expected_ids=None))
 
     def weight_files(self) -> list[Path]:
-        return [TINY_TOKENIZER / "tokenizer.model", TINY_TOKENIZER / "tokenizer_config.json"]
+        tokenizer = [TINY_TOKENIZER / "tokenizer.model", TINY_TOKENIZER / "tokenizer_config.json"]
+        return tokenizer if self.weights is None else [self.weights, *tokenizer]
 
 
 __all__ = [

@@ -78,12 +78,17 @@ class Annotation:
 
 @dataclass(frozen=True)
 class Instances:
-    """``instances.json`` indexed by id: images, each annotation's segmentation and facts, categories."""
+    """``instances.json`` indexed by id: images, each annotation's segmentation and facts, categories.
+
+    ``seg_img_paths`` holds the ``seg_img_path`` of the annotations that have one (LIRA's ILVC training copies in
+    ``ref_seg_high/``: the pre-rendered local crop of the object, data-formats.md §1.6).
+    """
 
     images: dict[int, CocoImage]
     segmentations: dict[int, Segmentation]
     annotations: dict[int, Annotation] = dataclass_field(default_factory=dict)
     categories: dict[int, Category] = dataclass_field(default_factory=dict)
+    seg_img_paths: dict[int, str] = dataclass_field(default_factory=dict)
 
     def category(self, ann_id: int) -> Category | None:
         """The category of annotation ``ann_id``, when the file names it."""
@@ -216,13 +221,15 @@ def _parse_instances(path: Path) -> Instances:
     for index, item in enumerate(data["images"]):
         image = parse_coco_image(item, f"instances file {path} images[{index}]")
         images[image.id] = image
-    segmentations, annotations = {}, {}
+    segmentations, annotations, seg_img_paths = {}, {}, {}
     for index, item in enumerate(data["annotations"]):
         where = f"instances file {path} annotations[{index}]"
         ann_id = field(item, "id", int, where)
         where = f"instances file {path} annotations[{index}] (id {ann_id})"
         image_id = field(item, "image_id", int, where)
         segmentations[ann_id] = _check_segmentation(field(item, "segmentation", (list, dict), where), where)
+        if "seg_img_path" in item:
+            seg_img_paths[ann_id] = field(item, "seg_img_path", str, where)
         annotations[ann_id] = Annotation(
             ann_id, image_id, _optional(item, "category_id", int, where), _bbox(item, where)
         )
@@ -235,7 +242,13 @@ def _parse_instances(path: Path) -> Instances:
             supercategory=_optional(item, "supercategory", str, where) or "",
         )
         categories[category.id] = category
-    return Instances(images=images, segmentations=segmentations, annotations=annotations, categories=categories)
+    return Instances(
+        images=images,
+        segmentations=segmentations,
+        annotations=annotations,
+        categories=categories,
+        seg_img_paths=seg_img_paths,
+    )
 
 
 def load_refs(path: Path) -> list[Ref]:

@@ -41,6 +41,7 @@ from models.lira.checkpoint.common import (
 )
 from models.lira.checkpoint.internvl import convert_internvl_state_dict
 from models.lira.checkpoint.lira_pth import (
+    EMBEDDINGS_KEY,
     HEAD_KEY,
     apply_lira_delta,
     expected_lora_targets,
@@ -352,6 +353,47 @@ def load_lira(
     return model.eval(), report
 
 
+def apply_lira_pth(model: LiraModel, path: str | Path, *, merge: bool = False) -> list[str]:
+    """Load a LIRA `.pth` (embeddings, head, projectors, LoRA) into an already built model, e.g. one with seeded
+    random base weights; returns the model keys set.
+
+    The SEFE cross-attention may be absent (stage-1 files keep the model's). LoRA pairs fill the model's adapters,
+    which are attached first if needed; with `merge` they are then folded into the weights (`LiraModel.merge_lora`),
+    as for inference.
+
+    Raises:
+        CheckpointKeyError: keys that do not fit the model.
+    """
+    delta = read_lira_pth(path)
+    if delta.lora and not model.lora_attached:
+        model.attach_lora()
+    head = "language_model.lm_head.base_layer.weight" if model.lora_attached else "language_model.lm_head.weight"
+    names = {EMBEDDINGS_KEY: "language_model.model.embed_tokens.weight", HEAD_KEY: head}
+    vocab = model.config.vision_language.text.vocab_size
+    tensors = {names[key]: value for key, value in delta.full.items()}
+    for key, value in list(tensors.items()):
+        if value.shape[0] < vocab:
+            tensors[key] = pad_vocabulary_rows(value, vocab, fill="mean")
+    tensors.update(delta.passthrough)
+    for original, (lora_a, lora_b) in delta.lora.items():
+        module = _lora_module_key(original)
+        if original == HEAD_KEY and lora_b.shape[0] < vocab:
+            lora_b = pad_vocabulary_rows(lora_b, vocab, fill="zeros")
+        tensors[f"{module}.lora_A.default.weight"] = lora_a
+        tensors[f"{module}.lora_B.default.weight"] = lora_b
+    state = model.state_dict(keep_vars=True)
+    unexpected = [key for key in tensors if key not in state]
+    mismatched = [key for key in tensors if key in state and tensors[key].shape != state[key].shape]
+    if unexpected or mismatched:
+        raise CheckpointKeyError(str(path), unexpected=unexpected, mismatched=mismatched)
+    with torch.no_grad():
+        for key, value in tensors.items():
+            state[key].copy_(value)
+    if merge and model.lora_attached:
+        model.merge_lora()
+    return sorted(tensors)
+
+
 def lira_pth_state_dict(model: LiraModel) -> StateDict:
     """The official LIRA `.pth` contents for `model` (`LIRA.state_dict()`, lira-model.md §11.2).
 
@@ -505,6 +547,7 @@ __all__ = [
     "CLASS_EMBEDDINGS_KEY",
     "LORA_KEY_TABLE",
     "LiraLoadReport",
+    "apply_lira_pth",
     "build_empty_lira",
     "build_lira_tiny",
     "build_random_lira",

@@ -209,6 +209,12 @@ def test_model_argument_errors(tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="CUDA is not available"):
             get_model("lira-tiny", "device=cuda")
+    with pytest.raises(DataError, match=r"weights=.*absent\.pth does not exist"):
+        get_model("lira-tiny", f"weights={tmp_path / 'absent.pth'}")
+    foreign = tmp_path / "foreign.pth"
+    torch.save({"projector.extra.weight": torch.zeros(2, 2)}, foreign)
+    with pytest.raises(DataError, match=r"foreign\.pth: checkpoint does not match the model(.|\n)*projector\.extra"):
+        get_model("lira-tiny", f"weights={foreign}")
     bad = tmp_path / "words.json"
     bad.write_text('{"colors": "red"}')
     with pytest.raises(DataError, match=r"words\.json"):
