@@ -221,6 +221,21 @@ def _lora_module_key(original_key: str) -> str:
     return f"language_model.model.layers.{match.group(1)}.{ours[match.group(2)]}"
 
 
+def _lora_state_dict(lora_pairs: dict[str, tuple[Tensor, Tensor]], vocab_size: int) -> tuple[StateDict, bool]:
+    """The peft adapter tensors holding a file's LoRA pairs; the head's `lora_B` is padded with zero rows to
+    `vocab_size` (returned True when it was)."""
+    tensors: StateDict = {}
+    padded = False
+    for original_key, (lora_a, lora_b) in lora_pairs.items():
+        module_key = _lora_module_key(original_key)
+        if original_key == HEAD_KEY and lora_b.shape[0] < vocab_size:
+            lora_b = pad_vocabulary_rows(lora_b, vocab_size, fill="zeros")
+            padded = True
+        tensors[f"{module_key}.lora_A.default.weight"] = lora_a
+        tensors[f"{module_key}.lora_B.default.weight"] = lora_b
+    return tensors, padded
+
+
 def _attach_file_lora(
     model: LiraModel,
     lora_pairs: dict[str, tuple[Tensor, Tensor]],
@@ -242,14 +257,9 @@ def _attach_file_lora(
     if missing or unexpected:
         raise CheckpointKeyError(source, missing=missing, unexpected=unexpected)
     vocab_size = config.vision_language.text.vocab_size
-    tensors: StateDict = {}
-    for original_key, (lora_a, lora_b) in lora_pairs.items():
-        module_key = _lora_module_key(original_key)
-        if original_key == HEAD_KEY and lora_b.shape[0] < vocab_size:
-            lora_b = pad_vocabulary_rows(lora_b, vocab_size, fill="zeros")
-            report.operations.append(f"{original_key}: lora_B padded to {vocab_size} rows with zeros")
-        tensors[f"{module_key}.lora_A.default.weight"] = lora_a
-        tensors[f"{module_key}.lora_B.default.weight"] = lora_b
+    tensors, padded = _lora_state_dict(lora_pairs, vocab_size)
+    if padded:
+        report.operations.append(f"{HEAD_KEY}: lora_B padded to {vocab_size} rows with zeros")
     check_state_dict({key: state[key].shape for key in lora_keys}, tensors, f"{source} (LoRA)")
     report.assign(list(tensors), source)
     _copy_into(model, tensors)
@@ -375,12 +385,7 @@ def apply_lira_pth(model: LiraModel, path: str | Path, *, merge: bool = False) -
         if value.shape[0] < vocab:
             tensors[key] = pad_vocabulary_rows(value, vocab, fill="mean")
     tensors.update(delta.passthrough)
-    for original, (lora_a, lora_b) in delta.lora.items():
-        module = _lora_module_key(original)
-        if original == HEAD_KEY and lora_b.shape[0] < vocab:
-            lora_b = pad_vocabulary_rows(lora_b, vocab, fill="zeros")
-        tensors[f"{module}.lora_A.default.weight"] = lora_a
-        tensors[f"{module}.lora_B.default.weight"] = lora_b
+    tensors.update(_lora_state_dict(delta.lora, vocab)[0])
     state = model.state_dict(keep_vars=True)
     unexpected = [key for key in tensors if key not in state]
     mismatched = [key for key in tensors if key in state and tensors[key].shape != state[key].shape]
