@@ -25,7 +25,9 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as coco_mask
 
-TOKENIZER = Path(__file__).resolve().parents[3] / "fixtures" / "lira_tiny_tokenizer"
+from models.lira.assets.tiny_tokenizer import FOLDER
+
+TOKENIZER = FOLDER  # the tokenizer bundled with lira-tiny
 
 
 @dataclass(frozen=True)
