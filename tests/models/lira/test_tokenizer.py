@@ -18,13 +18,13 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import struct
 from pathlib import Path
 
 import pytest
 import sentencepiece as spm
 
 from harness.errors import DataError
+from models.lira.assets.tiny_tokenizer import internlm2_layout, write_internvl2_tokenizer_folder
 from models.lira.tokenizer import (
     EXPECTED_TOKEN_IDS,
     ILVC_CONTINUATION,
@@ -67,69 +67,6 @@ CORPUS = [
 # ---------------------------------------------------------------------------
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _piece(text: str, kind: int) -> bytes:
-    """One serialised ``ModelProto.pieces`` entry (field 1) with score 0; appended records extend the list."""
-    raw = text.encode()
-    body = b"\x0a" + _varint(len(raw)) + raw + b"\x15" + struct.pack("<f", 0.0) + b"\x18" + _varint(kind)
-    return b"\x0a" + _varint(len(body)) + body
-
-
-USER_DEFINED, UNUSED = 4, 5
-
-
-def internlm2_layout(model: bytes, total: int) -> bytes:
-    """Pad ``model`` with unused pieces to ``total`` pieces, the last six being ``[UNUSED_TOKEN_141..146]``."""
-    size = spm.SentencePieceProcessor(model_proto=model).get_piece_size()
-    padding = b"".join(_piece(f"[PAD_{index}]", UNUSED) for index in range(size, total - 6))
-    tail = b"".join(_piece(f"[UNUSED_TOKEN_{141 + k}]", USER_DEFINED) for k in range(6))
-    return model + padding + tail
-
-
-def _entry(content: str) -> dict[str, object]:
-    flags = {"lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": True}
-    return {"content": content, **flags}
-
-
-def write_internvl2_folder(folder: Path, model: bytes) -> int:
-    """tokenizer.model + tokenizer_config.json / special_tokens_map.json / added_tokens.json as InternVL2-2B
-    ships them; returns the SentencePiece size."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tokenizer.model").write_bytes(model)
-    size = spm.SentencePieceProcessor(model_proto=model).get_piece_size()
-    decoder = {"0": _entry("<unk>"), "1": _entry("<s>"), "2": _entry("</s>")}
-    decoder |= {str(size - 6 + k): _entry(token) for k, token in enumerate(INTERNLM2_SPECIALS)}
-    decoder |= {str(size + k): _entry(token) for k, token in enumerate(INTERNVL_TOKENS)}
-    additional = [*reversed(INTERNLM2_SPECIALS), *INTERNVL_TOKENS]
-    config = {
-        "add_bos_token": True,
-        "add_eos_token": False,
-        "added_tokens_decoder": decoder,
-        "additional_special_tokens": additional,
-        "auto_map": {"AutoTokenizer": ["tokenization_internlm2.InternLM2Tokenizer", None]},
-        "bos_token": "<s>",
-        "clean_up_tokenization_spaces": False,
-        "eos_token": "</s>",
-        "pad_token": "</s>",
-        "tokenizer_class": "InternLM2Tokenizer",
-        "unk_token": "<unk>",
-    }
-    (folder / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
-    special_map = {"additional_special_tokens": additional, "bos_token": "<s>", "eos_token": "</s>"}
-    (folder / "special_tokens_map.json").write_text(json.dumps(special_map), encoding="utf-8")
-    added = {token: size + k for k, token in enumerate(INTERNVL_TOKENS)}
-    (folder / "added_tokens.json").write_text(json.dumps(added), encoding="utf-8")
-    return size
-
-
 @pytest.fixture(scope="module")
 def trained_model() -> bytes:
     buffer = io.BytesIO()
@@ -159,7 +96,8 @@ def trained_model() -> bytes:
 @pytest.fixture(scope="module")
 def full_folder(trained_model: bytes, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("internvl2_tokenizer")
-    assert write_internvl2_folder(folder, internlm2_layout(trained_model, 92544)) == 92544
+    write_internvl2_tokenizer_folder(folder, internlm2_layout(trained_model, 92544))
+    assert spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model")).get_piece_size() == 92544
     return folder
 
 
@@ -186,7 +124,8 @@ def test_special_tokens_land_at_the_original_ids(tokenizer: InternLM2Tokenizer) 
 
 def test_other_layouts_are_refused_with_a_clear_error(trained_model: bytes, tmp_path: Path) -> None:
     trained_size = spm.SentencePieceProcessor(model_proto=trained_model).get_piece_size()
-    size = write_internvl2_folder(tmp_path, internlm2_layout(trained_model, trained_size + 6))
+    size = trained_size + 6
+    write_internvl2_tokenizer_folder(tmp_path, internlm2_layout(trained_model, size))
     with pytest.raises(TokenizerLayoutError, match=rf"'\[SEG\]' -> {size + 9} \(expected 92553\)"):
         load_lira_tokenizer(tmp_path)
     relative = {"<|im_end|>": size - 2, "[SEG]": size + 9, "<image_id>": size + 14}
